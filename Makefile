@@ -53,9 +53,10 @@ ZAQARD_LIBS := $(call pc,--libs,$(ZAQARD_PKGS)) -lpthread
 ZAQARD := $(O)/tests/zaqard/zaqard
 
 # ---------------------------------------------------------------- unit tests
-# One Criterion binary from every tests/unit/*.c, linked with zaqard's
+# One Criterion binary from the suites listed here, linked with zaqard's
 # non-main objects (store tests) and the libraries the suites talk to.
-UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
+UNIT_SRCS := tests/unit/test_mongo_standin.c tests/unit/test_store_redis.c \
+             tests/unit/test_store_mongo.c
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 UNIT_PKGS := criterion $(ZAQARD_PKGS)
 UNIT_CFLAGS := $(call pc,--cflags,$(UNIT_PKGS)) -Itests/zaqard
