@@ -56,7 +56,8 @@ ZAQARD := $(O)/tests/zaqard/zaqard
 # One Criterion binary from the suites listed here, linked with zaqard's
 # non-main objects (store tests) and the libraries the suites talk to.
 UNIT_SRCS := tests/unit/test_mongo_standin.c tests/unit/test_store_redis.c \
-             tests/unit/test_store_mongo.c
+             tests/unit/test_store_mongo.c \
+             $(sort $(wildcard tests/unit/test_preload_*.c)) tests/unit/test_propagation.c
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 UNIT_PKGS := criterion $(ZAQARD_PKGS)
 UNIT_CFLAGS := $(call pc,--cflags,$(UNIT_PKGS)) -Itests/zaqard
@@ -64,6 +65,69 @@ UNIT_LIBS := $(call pc,--libs,$(UNIT_PKGS)) -lpthread
 UNIT := $(O)/tests/unit/unit-tests
 
 ALL_TARGETS := $(ZAQARD) $(UNIT)
+
+# ---------------------------------------------------------------- libldprof.so
+# The preload: every preload/*.c and hooks/*.c, position-independent, hidden
+# by default (only LDPROF_EXPORT symbols, listed in preload/libldprof.map,
+# are exported), no undefined symbols, immediate binding (-z now: no lazy PLT
+# resolution inside a wrapper, which could re-enter the dynamic linker from
+# a signal handler).  The SHA-1 of preload/propagation.c is self-contained,
+# so the library does not link libcrypto.
+LDPROF_SRCS := $(sort $(wildcard preload/*.c) $(wildcard hooks/*.c))
+LDPROF_OBJS := $(LDPROF_SRCS:%.c=$(O)/pic/%.o)
+LIB_CFLAGS := -fPIC -fvisibility=hidden -Iinclude -I. -Ipreload
+LIB_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now -Wl,-z,relro \
+               -Wl,--version-script=preload/libldprof.map
+LIB_LIBS := -lhttp_parser -linih -ldl -lpthread
+LIBLDPROF := $(O)/libldprof.so
+
+$(O)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBLDPROF): $(LDPROF_OBJS) preload/libldprof.map
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_LDFLAGS) $(LDFLAGS) $(LIB_LDFLAGS) -o $@ $(LDPROF_OBJS) $(LIB_LIBS)
+
+# The preload modules the unit tests link directly (never the constructor,
+# the wrappers or the flusher: the test runner is not preloaded).
+# tests/unit/test_preload_*.c provide the transport stubs they need.
+UNIT_PRELOAD_SRCS := preload/real.c preload/log.c preload/tls.c preload/config.c \
+                     preload/span.c preload/buffer.c preload/http.c preload/exec.c \
+                     preload/propagation.c
+UNIT_PRELOAD_OBJS := $(UNIT_PRELOAD_SRCS:%.c=$(O)/%.o)
+$(O)/preload/%.o: preload/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude -I. -Ipreload $(CFLAGS) -c $< -o $@
+# Append to the unit binary: objects, include paths, libraries.
+UNIT_CFLAGS += -Iinclude -I. -Ipreload
+UNIT_LIBS += -lhttp_parser -linih -ldl -lcrypto
+
+# ---------------------------------------------------------------- test targets
+# Small programs the e2e layer (and tests/unit/test_preload_e2e.c) runs under
+# LD_PRELOAD.  They know nothing about ldprof.
+# tests/targets/lib*.c are shared libraries (libctor.so: a constructor that
+# calls hooked functions before ours has run); the rest are programs.
+# -D_FORTIFY_SOURCE=2 so that the __read_chk/__recv_chk wrappers are used.
+TARGET_CFLAGS := -D_FORTIFY_SOURCE=2
+TARGET_SRCS := $(sort $(filter-out tests/targets/lib%.c,$(wildcard tests/targets/*.c)))
+TARGET_LIB_SRCS := $(sort $(wildcard tests/targets/lib*.c))
+TARGETS := $(TARGET_SRCS:tests/targets/%.c=$(O)/tests/targets/%) \
+           $(TARGET_LIB_SRCS:tests/targets/%.c=$(O)/tests/targets/%.so)
+$(O)/tests/targets/%.so: tests/targets/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) -fPIC $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -shared -o $@ $<
+$(O)/tests/targets/%: tests/targets/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+
+ALL_TARGETS += $(LIBLDPROF) $(TARGETS)
+-include $(LDPROF_OBJS:.o=.d) $(UNIT_PRELOAD_OBJS:.o=.d) $(TARGETS:=.d)
+
 
 .PHONY: all test unit e2e bench demo install uninstall deps clean help
 .DEFAULT_GOAL := all
@@ -87,9 +151,11 @@ $(O)/tests/unit/%.o: tests/unit/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BASE_CFLAGS) $(UNIT_CFLAGS) $(CFLAGS) -c $< -o $@
 
-$(UNIT): $(UNIT_OBJS) $(ZAQARD_LIB_OBJS)
+# The unit binary also runs the library and the targets (order-only: they
+# are run, not linked).
+$(UNIT): $(UNIT_OBJS) $(ZAQARD_LIB_OBJS) $(UNIT_PRELOAD_OBJS) | $(LIBLDPROF) $(TARGETS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS)
+	$(Q)$(CC) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $(UNIT_OBJS) $(ZAQARD_LIB_OBJS) $(UNIT_PRELOAD_OBJS) $(UNIT_LIBS)
 
 # ---------------------------------------------------------------- test
 # make test = deps + build + private servers + both suites.  The servers are

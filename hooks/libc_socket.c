@@ -1,0 +1,795 @@
+/*
+ * hooks/libc_socket.c - the libc socket, fd and exec wrappers.
+ *
+ * Every wrapper has the same three layers (style item 2):
+ *
+ *   exported read()       pass-through test: ldprof off, or an fd we do not
+ *                         follow -> one call to real_read, nothing else
+ *   static ldprof_read()  the real call, then the bookkeeping (HTTP stream
+ *                         state), under the reentrancy guard
+ *   real_read             libc's function (preload/real.h)
+ *
+ * Contract of every wrapper: the return value and errno are exactly the
+ * real function's (errno is saved right after the real call and restored
+ * after the bookkeeping); nothing allocates or blocks; only the bytes the
+ * real call actually moved are looked at.
+ *
+ * The collector socket is protected: close() on it returns 0 without
+ * closing it, dup2()/dup3() onto its number move it out of the way first,
+ * close_range()/closefrom() skip it.
+ */
+#include <errno.h>
+#include <linux/close_range.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ldprof/ldprof.h"
+#include "preload/exec.h"
+#include "preload/http.h"
+#include "preload/init.h"
+#include "preload/real.h"
+#include "preload/tls.h"
+#include "preload/transport.h"
+
+extern char **environ;
+
+/* Is this call one we have bookkeeping for?  (ldprof on, fd followed.) */
+static inline int follow(int fd)
+{
+    return ldprof_recording() && ldprof_http_tracked(fd);
+}
+
+/* After a call that delivered @r bytes read from @fd into @buf.  @asked is
+ * the size requested (a 0-byte read returning 0 is not end of stream). */
+static void after_recv(int fd, const void *buf, ssize_t r, size_t asked)
+{
+    int saved = errno;
+
+    if (ldprof_enter()) {
+        if (r > 0)
+            ldprof_http_on_recv(fd, buf, (size_t)r);
+        else if (r == 0 && asked > 0)
+            ldprof_http_on_eof(fd);
+    }
+    ldprof_leave();
+    errno = saved;
+}
+
+static void after_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
+{
+    int saved = errno;
+    size_t asked = 0;
+
+    for (size_t i = 0; i < iovcnt; i++)
+        asked += iov[i].iov_len;
+    if (ldprof_enter()) {
+        if (r > 0)
+            ldprof_http_on_recv_iov(fd, iov, iovcnt, (size_t)r);
+        else if (r == 0 && asked > 0)
+            ldprof_http_on_eof(fd);
+    }
+    ldprof_leave();
+    errno = saved;
+}
+
+static void after_send(int fd, const void *buf, ssize_t r)
+{
+    int saved = errno;
+
+    if (r > 0) {
+        if (ldprof_enter())
+            ldprof_http_on_send(fd, buf, (size_t)r);
+        ldprof_leave();
+    }
+    errno = saved;
+}
+
+static void after_send_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
+{
+    int saved = errno;
+
+    if (r > 0) {
+        if (ldprof_enter())
+            ldprof_http_on_send_iov(fd, iov, iovcnt, (size_t)r);
+        ldprof_leave();
+    }
+    errno = saved;
+}
+
+/* The real send used for outbound requests that get trace headers. */
+static ssize_t send_real(int fd, const void *buf, size_t len, const struct iovec *iov,
+                         size_t iovcnt, int flags)
+{
+    struct iovec one = {(void *)buf, len};
+    struct msghdr m;
+
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = buf ? &one : (struct iovec *)iov;
+    m.msg_iovlen = buf ? 1 : iovcnt;
+    return real_sendmsg(fd, &m, flags);
+}
+
+/*
+ * A write on a client (outbound) connection: http.c may insert trace
+ * headers.  Returns LDPROF_HTTP_PASS (errno untouched) when the wrapper
+ * makes its own real call, else the result for the caller.
+ */
+static ssize_t client_write(int fd, const struct iovec *iov, size_t iovcnt, int flags)
+{
+    int saved = errno;
+    ssize_t r = LDPROF_HTTP_PASS;
+
+    if (ldprof_http_kind(fd) != LDPROF_FD_CLIENT)
+        return r;
+    if (ldprof_enter())
+        r = ldprof_http_client_send(fd, iov, iovcnt, flags, send_real);
+    ldprof_leave();
+    if (r != -1)
+        errno = saved;
+    return r;
+}
+
+/* Bytes received with MSG_PEEK stay in the socket: they are seen when read
+ * for real.  MSG_TRUNC on a stream discards them unseen: the request side
+ * of that connection cannot be followed any more (nor can a parser skip). */
+static inline int recv_flags_ok(int flags)
+{
+    return !(flags & (MSG_PEEK | MSG_TRUNC));
+}
+
+/* ------------------------------------------------------------ accept */
+
+static int ldprof_accept_common(int r)
+{
+    int saved = errno;
+
+    if (r >= 0) {
+        if (ldprof_enter())
+            ldprof_http_on_accept(r);
+        ldprof_leave();
+    }
+    errno = saved;
+    return r;
+}
+
+static int ldprof_accept(int fd, struct sockaddr *addr, socklen_t *alen)
+{
+    return ldprof_accept_common(real_accept(fd, addr, alen));
+}
+
+LDPROF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen)
+{
+    LDPROF_REAL_NEED(accept, -1);
+    if (!ldprof_recording())
+        return real_accept(fd, addr, alen);
+    return ldprof_accept(fd, addr, alen);
+}
+
+static int ldprof_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+    return ldprof_accept_common(real_accept4(fd, addr, alen, flags));
+}
+
+LDPROF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+    LDPROF_REAL_NEED(accept4, -1);
+    if (!ldprof_recording())
+        return real_accept4(fd, addr, alen, flags);
+    return ldprof_accept4(fd, addr, alen, flags);
+}
+
+/* ------------------------------------------------------------ connect, shutdown */
+
+static int ldprof_connect(int fd, const struct sockaddr *addr, socklen_t alen)
+{
+    int r = real_connect(fd, addr, alen);
+    int saved = errno;
+
+    /* Outbound TCP connections are followed (their HTTP requests may get
+     * trace headers); everything else only loses any stale state. */
+    if ((r == 0 || saved == EINPROGRESS) && addr != NULL) {
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        if (ldprof_enter()) {
+            if ((addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
+                getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM)
+                ldprof_http_on_connect(fd, addr);
+            else if (ldprof_http_tracked(fd))
+                ldprof_http_on_close(fd);
+        }
+        ldprof_leave();
+    }
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t alen)
+{
+    LDPROF_REAL_NEED(connect, -1);
+    if (!ldprof_recording())
+        return real_connect(fd, addr, alen);
+    return ldprof_connect(fd, addr, alen);
+}
+
+static int ldprof_shutdown(int fd, int how)
+{
+    int r = real_shutdown(fd, how);
+    int saved = errno;
+
+    if (r == 0) {
+        if (ldprof_enter())
+            ldprof_http_on_shutdown(fd, how);
+        ldprof_leave();
+    }
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT int shutdown(int fd, int how)
+{
+    LDPROF_REAL_NEED(shutdown, -1);
+    if (!follow(fd))
+        return real_shutdown(fd, how);
+    return ldprof_shutdown(fd, how);
+}
+
+/* ------------------------------------------------------------ reads */
+
+static ssize_t ldprof_read(int fd, void *buf, size_t n)
+{
+    ssize_t r = real_read(fd, buf, n);
+    after_recv(fd, buf, r, n);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+    LDPROF_REAL_NEED(read, -1);
+    if (!follow(fd))
+        return real_read(fd, buf, n);
+    return ldprof_read(fd, buf, n);
+}
+
+static ssize_t ldprof_read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+    ssize_t r = real___read_chk(fd, buf, n, buflen);
+    after_recv(fd, buf, r, n);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+    LDPROF_REAL_NEED(__read_chk, -1);
+    if (!follow(fd))
+        return real___read_chk(fd, buf, n, buflen);
+    return ldprof_read_chk(fd, buf, n, buflen);
+}
+
+static ssize_t ldprof_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    ssize_t r = real_readv(fd, iov, iovcnt);
+    after_recv_iov(fd, iov, iovcnt > 0 ? (size_t)iovcnt : 0, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    LDPROF_REAL_NEED(readv, -1);
+    if (!follow(fd))
+        return real_readv(fd, iov, iovcnt);
+    return ldprof_readv(fd, iov, iovcnt);
+}
+
+static ssize_t ldprof_recv(int fd, void *buf, size_t n, int flags)
+{
+    ssize_t r = real_recv(fd, buf, n, flags);
+    if (recv_flags_ok(flags))
+        after_recv(fd, buf, r, n);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+    LDPROF_REAL_NEED(recv, -1);
+    if (!follow(fd))
+        return real_recv(fd, buf, n, flags);
+    return ldprof_recv(fd, buf, n, flags);
+}
+
+static ssize_t ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    ssize_t r = real___recv_chk(fd, buf, n, buflen, flags);
+    if (recv_flags_ok(flags))
+        after_recv(fd, buf, r, n);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    LDPROF_REAL_NEED(__recv_chk, -1);
+    if (!follow(fd))
+        return real___recv_chk(fd, buf, n, buflen, flags);
+    return ldprof_recv_chk(fd, buf, n, buflen, flags);
+}
+
+static ssize_t ldprof_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                               socklen_t *alen)
+{
+    ssize_t r = real_recvfrom(fd, buf, n, flags, addr, alen);
+    if (recv_flags_ok(flags))
+        after_recv(fd, buf, r, n);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                               socklen_t *alen)
+{
+    LDPROF_REAL_NEED(recvfrom, -1);
+    if (!follow(fd))
+        return real_recvfrom(fd, buf, n, flags, addr, alen);
+    return ldprof_recvfrom(fd, buf, n, flags, addr, alen);
+}
+
+static ssize_t ldprof_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                                   struct sockaddr *addr, socklen_t *alen)
+{
+    ssize_t r = real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+    if (recv_flags_ok(flags))
+        after_recv(fd, buf, r, n);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                                     struct sockaddr *addr, socklen_t *alen)
+{
+    LDPROF_REAL_NEED(__recvfrom_chk, -1);
+    if (!follow(fd))
+        return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+    return ldprof_recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+}
+
+static ssize_t ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ssize_t r = real_recvmsg(fd, msg, flags);
+    if (recv_flags_ok(flags))
+        after_recv_iov(fd, msg->msg_iov, msg->msg_iovlen, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    LDPROF_REAL_NEED(recvmsg, -1);
+    if (!follow(fd) || msg == NULL)
+        return real_recvmsg(fd, msg, flags);
+    return ldprof_recvmsg(fd, msg, flags);
+}
+
+/* ------------------------------------------------------------ writes */
+
+static ssize_t ldprof_write(int fd, const void *buf, size_t n)
+{
+    struct iovec iov = {(void *)buf, n};
+    ssize_t r = client_write(fd, &iov, 1, 0);
+
+    if (r != LDPROF_HTTP_PASS)
+        return r;
+    r = real_write(fd, buf, n);
+    after_send(fd, buf, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+    LDPROF_REAL_NEED(write, -1);
+    if (!follow(fd))
+        return real_write(fd, buf, n);
+    return ldprof_write(fd, buf, n);
+}
+
+static ssize_t ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    ssize_t r = iovcnt > 0 ? client_write(fd, iov, (size_t)iovcnt, 0) : LDPROF_HTTP_PASS;
+
+    if (r != LDPROF_HTTP_PASS)
+        return r;
+    r = real_writev(fd, iov, iovcnt);
+    after_send_iov(fd, iov, iovcnt > 0 ? (size_t)iovcnt : 0, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    LDPROF_REAL_NEED(writev, -1);
+    if (!follow(fd))
+        return real_writev(fd, iov, iovcnt);
+    return ldprof_writev(fd, iov, iovcnt);
+}
+
+static ssize_t ldprof_send(int fd, const void *buf, size_t n, int flags)
+{
+    struct iovec iov = {(void *)buf, n};
+    ssize_t r = client_write(fd, &iov, 1, flags);
+
+    if (r != LDPROF_HTTP_PASS)
+        return r;
+    r = real_send(fd, buf, n, flags);
+    after_send(fd, buf, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    LDPROF_REAL_NEED(send, -1);
+    if (!follow(fd))
+        return real_send(fd, buf, n, flags);
+    return ldprof_send(fd, buf, n, flags);
+}
+
+static ssize_t ldprof_sendto(int fd, const void *buf, size_t n, int flags,
+                             const struct sockaddr *addr, socklen_t alen)
+{
+    struct iovec iov = {(void *)buf, n};
+    /* (a connected TCP socket ignores the address) */
+    ssize_t r = addr == NULL ? client_write(fd, &iov, 1, flags) : LDPROF_HTTP_PASS;
+
+    if (r != LDPROF_HTTP_PASS)
+        return r;
+    r = real_sendto(fd, buf, n, flags, addr, alen);
+    after_send(fd, buf, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+                             const struct sockaddr *addr, socklen_t alen)
+{
+    LDPROF_REAL_NEED(sendto, -1);
+    if (!follow(fd))
+        return real_sendto(fd, buf, n, flags, addr, alen);
+    return ldprof_sendto(fd, buf, n, flags, addr, alen);
+}
+
+static ssize_t ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    /* ancillary data or an address: leave the message alone */
+    ssize_t r = msg->msg_controllen == 0 && msg->msg_name == NULL
+                    ? client_write(fd, msg->msg_iov, msg->msg_iovlen, flags)
+                    : LDPROF_HTTP_PASS;
+
+    if (r != LDPROF_HTTP_PASS)
+        return r;
+    r = real_sendmsg(fd, msg, flags);
+    after_send_iov(fd, msg->msg_iov, msg->msg_iovlen, r);
+    return r;
+}
+
+LDPROF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    LDPROF_REAL_NEED(sendmsg, -1);
+    if (!follow(fd) || msg == NULL)
+        return real_sendmsg(fd, msg, flags);
+    return ldprof_sendmsg(fd, msg, flags);
+}
+
+static ssize_t ldprof_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    ssize_t r = real_sendfile(out_fd, in_fd, offset, count);
+    int saved = errno;
+
+    /* The bytes come from a file we do not read: the response parser is
+     * told how many body bytes went out (see ldprof_http_on_send_opaque). */
+    if (r > 0) {
+        if (ldprof_enter())
+            ldprof_http_on_send_opaque(out_fd, (size_t)r);
+        ldprof_leave();
+    }
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    LDPROF_REAL_NEED(sendfile, -1);
+    if (!follow(out_fd))
+        return real_sendfile(out_fd, in_fd, offset, count);
+    return ldprof_sendfile(out_fd, in_fd, offset, count);
+}
+
+/* ------------------------------------------------------------ close, dup */
+
+/* Forget the state of fd number @fd (closed, or about to be replaced). */
+static void forget_fd(int fd)
+{
+    if (ldprof_http_tracked(fd)) {
+        if (ldprof_enter())
+            ldprof_http_on_close(fd);
+        ldprof_leave();
+    }
+}
+
+static int ldprof_close(int fd)
+{
+    if (ldprof_xport_owns_fd(fd)) {
+        /* The program closes every fd (a daemon's loop): keep ours and
+         * report success, as if it had been closed. */
+        ldprof_xport_note_close_attempt();
+        return 0;
+    }
+    forget_fd(fd);
+    return real_close(fd);
+}
+
+LDPROF_EXPORT int close(int fd)
+{
+    LDPROF_REAL_NEED(close, -1);
+    if (!ldprof_recording())
+        return real_close(fd);
+    return ldprof_close(fd);
+}
+
+static int ldprof_dup(int oldfd)
+{
+    int r = real_dup(oldfd);
+    int saved = errno;
+
+    /* A number that was closed behind our back (fclose, a raw syscall)
+     * must not keep its old state. */
+    if (r >= 0)
+        forget_fd(r);
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT int dup(int oldfd)
+{
+    LDPROF_REAL_NEED(dup, -1);
+    if (!ldprof_recording())
+        return real_dup(oldfd);
+    return ldprof_dup(oldfd);
+}
+
+static int ldprof_dup3(int oldfd, int newfd, int flags, int is_dup2)
+{
+    if (oldfd != newfd && newfd >= 0) {
+        if (ldprof_xport_owns_fd(newfd))
+            ldprof_xport_evacuate(newfd);
+        forget_fd(newfd);
+    }
+    return is_dup2 ? real_dup2(oldfd, newfd) : real_dup3(oldfd, newfd, flags);
+}
+
+LDPROF_EXPORT int dup2(int oldfd, int newfd)
+{
+    LDPROF_REAL_NEED(dup2, -1);
+    if (!ldprof_recording())
+        return real_dup2(oldfd, newfd);
+    return ldprof_dup3(oldfd, newfd, 0, 1);
+}
+
+LDPROF_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+    LDPROF_REAL_NEED(dup3, -1);
+    if (!ldprof_recording())
+        return real_dup3(oldfd, newfd, flags);
+    return ldprof_dup3(oldfd, newfd, flags, 0);
+}
+
+static int ldprof_close_range(unsigned first, unsigned last, int flags)
+{
+    int own;
+
+    if (first > last || (flags & CLOSE_RANGE_CLOEXEC))
+        return real_close_range(first, last, flags);
+    for (unsigned fd = first; fd <= last && fd < (unsigned)ldprof_http_nfds; fd++)
+        forget_fd((int)fd);
+    own = ldprof_xport_fd();
+    if (own < 0 || (unsigned)own < first || (unsigned)own > last)
+        return real_close_range(first, last, flags);
+    /* Our socket is in the range: close around it. */
+    if ((unsigned)own > first && real_close_range(first, (unsigned)own - 1, flags) != 0)
+        return -1;
+    if ((unsigned)own < last && real_close_range((unsigned)own + 1, last, flags) != 0)
+        return -1;
+    ldprof_xport_note_close_attempt();
+    return 0;
+}
+
+LDPROF_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+    LDPROF_REAL_NEED(close_range, -1);
+    if (!ldprof_recording())
+        return real_close_range(first, last, flags);
+    return ldprof_close_range(first, last, flags);
+}
+
+LDPROF_EXPORT void closefrom(int lowfd)
+{
+    LDPROF_REAL_NEED_VOID(closefrom);
+    if (!ldprof_recording() || lowfd < 0) {
+        real_closefrom(lowfd);
+        return;
+    }
+    /* closefrom() cannot fail; close_range() may (old kernel): fall back to
+     * the real closefrom above our socket. */
+    if (ldprof_close_range((unsigned)lowfd, ~0u, 0) != 0) {
+        int s = ldprof_xport_fd();
+        if (s >= lowfd) {
+            for (int fd = lowfd; fd < s; fd++)
+                ldprof_close(fd);
+            real_closefrom(s + 1);
+        } else {
+            real_closefrom(lowfd);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ exec, spawn */
+
+/* Before an exec: buffered spans would be lost with the process image. */
+static void before_exec(void)
+{
+    int saved = errno;
+
+    if (ldprof_enter())
+        ldprof_xport_flush_before_exec();
+    ldprof_leave();
+    errno = saved;
+}
+
+static int ldprof_execve(const char *path, char *const argv[], char *const envp[])
+{
+    struct ldprof_env_mem mem;
+    char *const *env;
+    int r;
+
+    before_exec();
+    env = ldprof_exec_env(envp, &mem);
+    r = real_execve(path, argv, env);
+    int saved = errno;
+
+    ldprof_exec_env_free(&mem);
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    LDPROF_REAL_NEED(execve, -1);
+    if (!ldprof_recording())
+        return real_execve(path, argv, envp);
+    return ldprof_execve(path, argv, envp);
+}
+
+LDPROF_EXPORT int execv(const char *path, char *const argv[])
+{
+    LDPROF_REAL_NEED(execve, -1);
+    if (!ldprof_recording())
+        return real_execve(path, argv, environ);
+    return ldprof_execve(path, argv, environ);
+}
+
+static int ldprof_execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    struct ldprof_env_mem mem;
+    char *const *env;
+    int r;
+
+    before_exec();
+    env = ldprof_exec_env(envp, &mem);
+    r = real_execvpe(file, argv, env);
+    int saved = errno;
+
+    ldprof_exec_env_free(&mem);
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    LDPROF_REAL_NEED(execvpe, -1);
+    if (!ldprof_recording())
+        return real_execvpe(file, argv, envp);
+    return ldprof_execvpe(file, argv, envp);
+}
+
+LDPROF_EXPORT int execvp(const char *file, char *const argv[])
+{
+    LDPROF_REAL_NEED(execvpe, -1);
+    if (!ldprof_recording())
+        return real_execvpe(file, argv, environ);
+    return ldprof_execvpe(file, argv, environ);
+}
+
+/* The execl family: collect the arguments (on the stack, as glibc does) and
+ * go through execve/execvpe, so that the environment is kept there too. */
+#define COLLECT_ARGS(arg0, ap, argv)                                                     \
+    size_t argc_ = 1;                                                                    \
+    va_start(ap, arg0);                                                                  \
+    while (va_arg(ap, const char *) != NULL)                                             \
+        argc_++;                                                                         \
+    va_end(ap);                                                                          \
+    char *argv[argc_ + 1];                                                               \
+    argv[0] = (char *)arg0;                                                              \
+    va_start(ap, arg0);                                                                  \
+    for (size_t i_ = 1; i_ <= argc_; i_++)                                               \
+        argv[i_] = va_arg(ap, char *);
+
+LDPROF_EXPORT int execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    COLLECT_ARGS(arg, ap, argv)
+    va_end(ap);
+    return execve(path, argv, environ);
+}
+
+LDPROF_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    COLLECT_ARGS(arg, ap, argv)
+    va_end(ap);
+    return execvp(file, argv);
+}
+
+LDPROF_EXPORT int execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    char *const *envp;
+    COLLECT_ARGS(arg, ap, argv)
+    envp = va_arg(ap, char *const *); /* after the NULL that ends the arguments */
+    va_end(ap);
+    return execve(path, argv, envp);
+}
+
+static int ldprof_spawn(int use_path, pid_t *pid, const char *path,
+                        const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                        char *const argv[], char *const envp[])
+{
+    struct ldprof_env_mem mem;
+    char *const *env = ldprof_exec_env(envp, &mem);
+    int saved, r;
+
+    r = use_path ? real_posix_spawnp(pid, path, fa, attr, argv, env)
+                 : real_posix_spawn(pid, path, fa, attr, argv, env);
+    saved = errno;
+    ldprof_exec_env_free(&mem);
+    errno = saved;
+    return r;
+}
+
+/* posix_spawn reports errors in its return value, not errno. */
+LDPROF_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                              const posix_spawnattr_t *attr, char *const argv[],
+                              char *const envp[])
+{
+    void *p = __atomic_load_n((void **)&real_posix_spawn, __ATOMIC_ACQUIRE);
+    if (p == NULL) {
+        ldprof_real_init();
+        p = __atomic_load_n((void **)&real_posix_spawn, __ATOMIC_ACQUIRE);
+    }
+    if (p == NULL || p == LDPROF_SYM_MISSING) {
+        ldprof_sym_missing_log("posix_spawn");
+        return ENOSYS;
+    }
+    if (!ldprof_recording())
+        return real_posix_spawn(pid, path, fa, attr, argv, envp);
+    return ldprof_spawn(0, pid, path, fa, attr, argv, envp);
+}
+
+LDPROF_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                               const posix_spawnattr_t *attr, char *const argv[],
+                               char *const envp[])
+{
+    void *p = __atomic_load_n((void **)&real_posix_spawnp, __ATOMIC_ACQUIRE);
+    if (p == NULL) {
+        ldprof_real_init();
+        p = __atomic_load_n((void **)&real_posix_spawnp, __ATOMIC_ACQUIRE);
+    }
+    if (p == NULL || p == LDPROF_SYM_MISSING) {
+        ldprof_sym_missing_log("posix_spawnp");
+        return ENOSYS;
+    }
+    if (!ldprof_recording())
+        return real_posix_spawnp(pid, file, fa, attr, argv, envp);
+    return ldprof_spawn(1, pid, file, fa, attr, argv, envp);
+}

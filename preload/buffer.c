@@ -1,0 +1,296 @@
+/*
+ * preload/buffer.c - per-thread span buffers (see buffer.h for the locks).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "buffer.h"
+#include "log.h"
+#include "span.h"
+#include "tls.h"
+#include "transport.h"
+
+#define PR_FMT "buffer"
+
+/* list_lock: guards `buffers` (the list links).  Lock order: first. */
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ldprof_buf *buffers;
+static pthread_key_t buf_key;
+static int buf_key_ok;
+static uint64_t dropped; /* atomic */
+
+static void buf_key_dtor(void *p)
+{
+    struct ldprof_buf *b = p;
+
+    /* Thread exit: the flusher sends what is left and frees it. */
+    if (ldprof_tls.buf == b)
+        ldprof_tls.buf = NULL;
+    __atomic_store_n(&b->orphan, 1, __ATOMIC_RELEASE);
+    ldprof_xport_kick();
+}
+
+int ldprof_buf_init(void)
+{
+    if (buf_key_ok)
+        return 0;
+    if (pthread_key_create(&buf_key, buf_key_dtor) != 0) {
+        pr_err("pthread_key_create failed: thread-exit flushing disabled");
+        return -1;
+    }
+    buf_key_ok = 1;
+    return 0;
+}
+
+void ldprof_buf_count_drop(uint64_t n)
+{
+    __atomic_add_fetch(&dropped, n, __ATOMIC_RELAXED);
+}
+
+uint64_t ldprof_buf_dropped(void)
+{
+    return __atomic_load_n(&dropped, __ATOMIC_RELAXED);
+}
+
+static struct ldprof_buf *buf_create(void)
+{
+    struct ldprof_buf *b;
+
+    b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED)
+        return NULL;
+    b->tid = (uint32_t)ldprof_tls_tid();
+    pthread_mutex_lock(&list_lock);
+    b->next = buffers;
+    buffers = b;
+    pthread_mutex_unlock(&list_lock);
+    if (buf_key_ok)
+        pthread_setspecific(buf_key, b);
+    ldprof_tls.buf = b;
+    return b;
+}
+
+int ldprof_buf_record(const void *rec, size_t len)
+{
+    struct ldprof_buf *b = ldprof_tls.buf;
+    int kick = 0;
+
+    /* One atomic load once started; starts the flusher on the process's
+     * first record, and again in a fork child (whose forking thread keeps
+     * its buffer, so the creation below is not a reliable trigger). */
+    ldprof_xport_ensure_started();
+    if (__builtin_expect(b == NULL, 0)) {
+        int saved = errno;
+        b = buf_create();
+        errno = saved;
+        if (b == NULL) {
+            ldprof_buf_count_drop(1);
+            pr_warn_once("cannot map a span buffer: spans dropped");
+            return -1;
+        }
+    }
+    ldprof_spin_lock(&b->lock);
+    if (b->used + len > LDPROF_BUF_CAP) {
+        ldprof_spin_unlock(&b->lock);
+        ldprof_buf_count_drop(1);
+        ldprof_xport_kick();
+        return -1;
+    }
+    memcpy(b->data + b->used, rec, len);
+    b->used += (uint32_t)len;
+    b->nrec++;
+    if (b->used >= LDPROF_BUF_CAP / 2 && !b->kicked) {
+        b->kicked = 1;
+        kick = 1;
+    }
+    ldprof_spin_unlock(&b->lock);
+    if (kick)
+        ldprof_xport_kick();
+    return 0;
+}
+
+/*
+ * Staging area of the drain: up to LDPROF_STAGE_SLOTS datagrams' worth of
+ * records, filled under list_lock, sent after it is released (so that a
+ * slow collector never holds up a thread creating its buffer).  Records of
+ * several threads share a datagram (each record carries its tid), which
+ * keeps the datagram count low: the kernel queues only a few datagrams per
+ * receiving socket (net.unix.max_dgram_qlen, 10 by default).
+ */
+#define LDPROF_STAGE_SLOTS 4
+static struct {
+    uint32_t len, nrec;
+    uint8_t data[LDPROF_BUF_CAP];
+} stage[LDPROF_STAGE_SLOTS];
+
+static int lock_list(int timeout_ms)
+{
+    struct timespec ts;
+
+    if (timeout_ms < 0)
+        return pthread_mutex_lock(&list_lock);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_timedlock(&list_lock, &ts);
+}
+
+uint32_t ldprof_buf_drain_all(ldprof_buf_send_fn send, void *arg, int timeout_ms)
+{
+    uint32_t total = 0;
+
+    /* Bounded: each pass moves up to LDPROF_STAGE_SLOTS full datagrams. */
+    for (int pass = 0; pass < 64; pass++) {
+        struct ldprof_buf **pp, *b;
+        int slot = 0, more = 0;
+
+        if (lock_list(timeout_ms) != 0)
+            return total ? total : (uint32_t)-1;
+        stage[0].len = stage[0].nrec = 0;
+        pp = &buffers;
+        while ((b = *pp) != NULL) {
+            int orphan = __atomic_load_n(&b->orphan, __ATOMIC_ACQUIRE);
+
+            ldprof_spin_lock(&b->lock);
+            if (b->used) {
+                if (stage[slot].len + b->used > LDPROF_BUF_CAP) {
+                    if (slot + 1 == LDPROF_STAGE_SLOTS) {
+                        ldprof_spin_unlock(&b->lock);
+                        more = 1;
+                        break;
+                    }
+                    slot++;
+                    stage[slot].len = stage[slot].nrec = 0;
+                }
+                memcpy(stage[slot].data + stage[slot].len, b->data, b->used);
+                stage[slot].len += b->used;
+                stage[slot].nrec += b->nrec;
+                b->used = 0;
+                b->nrec = 0;
+            }
+            b->kicked = 0;
+            ldprof_spin_unlock(&b->lock);
+            if (orphan) {
+                /* Its thread is gone, so nothing can refill it. */
+                *pp = b->next;
+                munmap(b, sizeof(*b));
+                continue;
+            }
+            pp = &b->next;
+        }
+        pthread_mutex_unlock(&list_lock);
+        for (int i = 0; i <= slot; i++) {
+            if (stage[i].nrec) {
+                send(stage[i].data, stage[i].len, stage[i].nrec, arg);
+                total += stage[i].nrec;
+            }
+        }
+        if (!more)
+            break;
+    }
+    return total;
+}
+
+/*
+ * Fork.  prepare: list_lock, then every buffer lock (list order) - no thread
+ * can be half-way through an append or a drain when the address space is
+ * copied.  parent: release in reverse.  child: the only thread left is the
+ * forking one; its buffer is kept but emptied (the parent sends those
+ * records), every other buffer is freed, the counter restarts at 0 for the
+ * new pid, and the locks are re-initialised.
+ */
+void ldprof_buf_fork_prepare(void)
+{
+    pthread_mutex_lock(&list_lock);
+    for (struct ldprof_buf *b = buffers; b; b = b->next)
+        ldprof_spin_lock(&b->lock);
+}
+
+void ldprof_buf_fork_parent(void)
+{
+    for (struct ldprof_buf *b = buffers; b; b = b->next)
+        ldprof_spin_unlock(&b->lock);
+    pthread_mutex_unlock(&list_lock);
+}
+
+void ldprof_buf_fork_child(void)
+{
+    struct ldprof_buf *keep = ldprof_tls.buf, *b, *next;
+
+    for (b = buffers; b; b = next) {
+        next = b->next;
+        if (b == keep)
+            continue;
+        munmap(b, sizeof(*b));
+    }
+    buffers = NULL;
+    if (keep) {
+        keep->lock = 0;
+        keep->used = 0;
+        keep->nrec = 0;
+        keep->kicked = 0;
+        keep->orphan = 0;
+        keep->tid = 0; /* set on next use */
+        keep->next = NULL;
+        buffers = keep;
+    }
+    __atomic_store_n(&dropped, 0, __ATOMIC_RELAXED);
+    pthread_mutex_init(&list_lock, NULL);
+}
+
+/* ------------------------------------------------------------ datagrams */
+
+static size_t put_str(uint8_t *out, size_t cap, size_t off, const char *key, const char *val)
+{
+    size_t klen = strlen(key), vlen = strlen(val);
+    size_t room;
+    int n;
+
+    if (off + sizeof(struct ldprof_wire_tlv) + klen >= cap)
+        return off;
+    room = cap - off - sizeof(struct ldprof_wire_tlv) - klen;
+    if (vlen > room)
+        vlen = room;
+    if (vlen > 255 * 4)
+        vlen = 255 * 4;
+    n = ldprof_tlv_put(out + off, cap - off, LDPROF_TLV_STR, key, klen, val, vlen);
+    return n > 0 ? off + (size_t)n : off;
+}
+
+size_t ldprof_proc_block(uint8_t *out, size_t cap, const char *host, const char *service,
+                         const char *project, const char *exe)
+{
+    size_t off = 0;
+
+    if (cap > LDPROF_PROC_MAX)
+        cap = LDPROF_PROC_MAX;
+    off = put_str(out, cap, off, LDPROF_PROC_HOST, host);
+    off = put_str(out, cap, off, LDPROF_PROC_SERVICE, service);
+    /* An empty project is left out: the collector writes "project": null,
+     * as OSProfiler's drivers do when none is configured. */
+    if (project && project[0])
+        off = put_str(out, cap, off, LDPROF_PROC_PROJECT, project);
+    off = put_str(out, cap, off, LDPROF_PROC_EXE, exe);
+    return off;
+}
+
+void ldprof_hdr_fill(struct ldprof_wire_hdr *h, uint16_t type, uint32_t pid, uint32_t nrec,
+                     size_t proc_len, size_t payload_len, uint64_t dropped_total)
+{
+    memset(h, 0, sizeof(*h));
+    h->magic = LDPROF_WIRE_MAGIC;
+    h->version = LDPROF_WIRE_VERSION;
+    h->type = type;
+    h->len = (uint32_t)(sizeof(*h) + proc_len + payload_len);
+    h->pid = pid;
+    h->nrec = nrec;
+    h->proc_len = (uint16_t)proc_len;
+    h->dropped = dropped_total;
+}

@@ -1,0 +1,1013 @@
+/*
+ * preload/http.c - per-fd HTTP stream tracking (see http.h).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <http_parser.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "buffer.h"
+#include "config.h"
+#include "http.h"
+#include "init.h"
+#include "log.h"
+#include "propagation.h"
+#include "span.h"
+#include "tls.h"
+
+#define PR_FMT "http"
+
+#define LDPROF_HTTP_MAX_FDS 65536
+#define LDPROF_HTTP_INJ_CAP 256 /* "X-Trace-Info: ...\r\nX-Trace-HMAC: ...\r\n" = 212 */
+
+enum { H_NONE = 0, H_FIELD = 1, H_VALUE = 2 };
+enum { W_OTHER = 0, W_INFO = 1, W_HMAC = 2 };
+
+struct http_pending {
+    struct ldprof_span *span; /* NULL: an untraced request */
+    uint8_t method;           /* enum http_method (HEAD responses have no body) */
+};
+
+struct http_fd {
+    int rx_lock;          /* request side (program reads) */
+    int tx_lock;          /* response side (program writes) */
+    uint8_t rx_dead;      /* stop parsing what the program reads */
+    uint8_t tx_dead;      /* stop parsing what the program writes */
+    uint8_t shared;       /* a forked process holds this fd too */
+    uint8_t close_after;  /* 101 Switching Protocols: stop after this response */
+
+    /* request side */
+    http_parser rx;
+    uint8_t hlast;        /* H_*: last header callback */
+    uint8_t hwhich;       /* W_*: the header whose value is arriving */
+    uint8_t hname_len;    /* bytes of the current header name (saturates) */
+    uint8_t hmatch;       /* bit 0: still "x-trace-info", bit 1: "x-trace-hmac" */
+    uint8_t seen_info, seen_hmac, bad_hdr, url_trunc;
+    uint16_t url_len, info_len, hmac_len;
+    char url[LDPROF_HTTP_URL_CAP];
+    char info[LDPROF_HTTP_INFO_CAP];
+    char hmac[LDPROF_HTTP_HMAC_CAP];
+
+    /* FIFO of requests awaiting a response: rx pushes at q_tail, tx pops at
+     * q_head (single producer, single consumer). */
+    uint32_t q_head, q_tail;
+    struct http_pending q[LDPROF_HTTP_QDEPTH];
+
+    /* response side */
+    http_parser tx;
+
+    /* client connections (outbound requests): tx parses the requests the
+     * program writes, rx the responses it reads; url[] holds the request
+     * line while it is being written */
+    uint8_t tx_at_start;  /* the next byte written starts a request */
+    uint8_t inj_state;    /* INJ_*: header injection for the current request */
+    uint16_t inj_len, inj_off; /* injected bytes built / already sent */
+    uint16_t peer_port;
+    char inj[LDPROF_HTTP_INJ_CAP];
+    char peer[48];        /* numeric address connected to */
+};
+
+enum { INJ_NONE = 0, INJ_LINE = 1, INJ_DONE = 2 };
+
+int ldprof_http_nfds;
+uint8_t *ldprof_http_kinds;
+static struct http_fd *fdtab;
+static int max_fd_seen = -1; /* highest fd ever followed (fork child reset) */
+static struct ldprof_http_stats stats;
+
+#define STAT_INC(f) __atomic_add_fetch(&stats.f, 1, __ATOMIC_RELAXED)
+
+static int rx_on_message_begin(http_parser *p);
+static int rx_on_url(http_parser *p, const char *at, size_t len);
+static int rx_on_header_field(http_parser *p, const char *at, size_t len);
+static int rx_on_header_value(http_parser *p, const char *at, size_t len);
+static int rx_on_headers_complete(http_parser *p);
+static int tx_on_headers_complete(http_parser *p);
+static int tx_on_message_complete(http_parser *p);
+
+static const http_parser_settings rx_settings = {
+    .on_message_begin = rx_on_message_begin,
+    .on_url = rx_on_url,
+    .on_header_field = rx_on_header_field,
+    .on_header_value = rx_on_header_value,
+    .on_headers_complete = rx_on_headers_complete,
+};
+
+static const http_parser_settings tx_settings = {
+    .on_headers_complete = tx_on_headers_complete,
+    .on_message_complete = tx_on_message_complete,
+};
+
+int ldprof_http_init(void)
+{
+    struct rlimit rl;
+    size_t n = 1024;
+    void *kinds, *tab;
+
+    if (fdtab != NULL)
+        return 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rlim_t lim = rl.rlim_max > rl.rlim_cur ? rl.rlim_max : rl.rlim_cur;
+        n = lim == RLIM_INFINITY || lim > LDPROF_HTTP_MAX_FDS ? LDPROF_HTTP_MAX_FDS : (size_t)lim;
+        if (n < 1024)
+            n = 1024;
+    }
+    kinds = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    tab = mmap(NULL, n * sizeof(struct http_fd), PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (kinds == MAP_FAILED || tab == MAP_FAILED) {
+        pr_err("cannot map the fd table: %s; HTTP requests will not be traced", strerror(errno));
+        if (kinds != MAP_FAILED)
+            munmap(kinds, n);
+        if (tab != MAP_FAILED)
+            munmap(tab, n * sizeof(struct http_fd));
+        return -1;
+    }
+    fdtab = tab;
+    ldprof_http_kinds = kinds;
+    ldprof_http_nfds = (int)n;
+    return 0;
+}
+
+void ldprof_http_stats(struct ldprof_http_stats *out)
+{
+    out->requests = __atomic_load_n(&stats.requests, __ATOMIC_RELAXED);
+    out->traced = __atomic_load_n(&stats.traced, __ATOMIC_RELAXED);
+    out->responses = __atomic_load_n(&stats.responses, __ATOMIC_RELAXED);
+    out->abandoned = __atomic_load_n(&stats.abandoned, __ATOMIC_RELAXED);
+    out->desync = __atomic_load_n(&stats.desync, __ATOMIC_RELAXED);
+}
+
+static inline struct http_fd *fd_state(int fd)
+{
+    return &fdtab[fd];
+}
+
+static inline int fd_of(const struct http_fd *h)
+{
+    return (int)(h - fdtab);
+}
+
+/* ------------------------------------------------------------ span ends */
+
+static void end_pending(struct http_pending *pe, const char *etype, const char *msg, int shared)
+{
+    struct ldprof_span *s = pe->span;
+
+    pe->span = NULL;
+    if (s == NULL)
+        return;
+    ldprof_ctx_leave_root(s);
+    if (etype == NULL) {
+        ldprof_span_close(s, 0);
+        return;
+    }
+    STAT_INC(abandoned);
+    if (shared) {
+        /* Another process (fork) holds the connection and may well answer
+         * it: this process does not know the outcome, so it records nothing. */
+        ldprof_span_discard(s);
+        return;
+    }
+    ldprof_span_set_error(s, etype, msg);
+    ldprof_span_close(s, 0);
+}
+
+/* Pop and end every request still waiting for its response. */
+static void fail_all_pending(struct http_fd *h, const char *etype, const char *msg)
+{
+    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
+    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
+
+    for (; head != tail; head++)
+        end_pending(&h->q[head % LDPROF_HTTP_QDEPTH], etype, msg, h->shared);
+    __atomic_store_n(&h->q_head, head, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------ request side */
+
+static int rx_on_message_begin(http_parser *p)
+{
+    struct http_fd *h = p->data;
+
+    h->hlast = H_NONE;
+    h->hwhich = W_OTHER;
+    h->seen_info = h->seen_hmac = h->bad_hdr = h->url_trunc = 0;
+    h->url_len = h->info_len = h->hmac_len = 0;
+    return 0;
+}
+
+static int rx_on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_fd *h = p->data;
+    size_t room = LDPROF_HTTP_URL_CAP - h->url_len;
+
+    if (len > room) {
+        len = room;
+        h->url_trunc = 1;
+    }
+    memcpy(h->url + h->url_len, at, len);
+    h->url_len = (uint16_t)(h->url_len + len);
+    return 0;
+}
+
+static int rx_on_header_field(http_parser *p, const char *at, size_t len)
+{
+    static const char info_name[] = "x-trace-info";
+    static const char hmac_name[] = "x-trace-hmac";
+    struct http_fd *h = p->data;
+
+    if (h->hlast != H_FIELD) {
+        /* A new header name begins (it may arrive in several pieces). */
+        h->hname_len = 0;
+        h->hmatch = 3;
+    }
+    h->hlast = H_FIELD;
+    for (size_t i = 0; i < len && h->hmatch; i++) {
+        unsigned pos = h->hname_len;
+        char c = at[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c + 32);
+        if (pos >= 12) {
+            h->hmatch = 0;
+            break;
+        }
+        if (c != info_name[pos])
+            h->hmatch &= (uint8_t)~1u;
+        if (c != hmac_name[pos])
+            h->hmatch &= (uint8_t)~2u;
+        h->hname_len++;
+    }
+    return 0;
+}
+
+static void capture(char *dst, uint16_t *dlen, size_t cap, const char *at, size_t len,
+                    uint8_t *bad)
+{
+    if (*dlen + len > cap) {
+        *bad = 1; /* oversized: never traced */
+        return;
+    }
+    memcpy(dst + *dlen, at, len);
+    *dlen = (uint16_t)(*dlen + len);
+}
+
+static int rx_on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_fd *h = p->data;
+
+    if (h->hlast != H_VALUE) {
+        /* First piece of this header's value: which header is it? */
+        h->hwhich = W_OTHER;
+        if (h->hname_len == 12 && (h->hmatch & 1))
+            h->hwhich = W_INFO;
+        else if (h->hname_len == 12 && (h->hmatch & 2))
+            h->hwhich = W_HMAC;
+        /* A repeated trace header is ambiguous: the request is not traced. */
+        if (h->hwhich == W_INFO && h->seen_info++)
+            h->bad_hdr = 1;
+        if (h->hwhich == W_HMAC && h->seen_hmac++)
+            h->bad_hdr = 1;
+    }
+    h->hlast = H_VALUE;
+    if (h->hwhich == W_INFO)
+        capture(h->info, &h->info_len, sizeof(h->info), at, len, &h->bad_hdr);
+    else if (h->hwhich == W_HMAC)
+        capture(h->hmac, &h->hmac_len, sizeof(h->hmac), at, len, &h->bad_hdr);
+    return 0;
+}
+
+/* Split the request-target into path and query (both kept as received). */
+static void split_target(const char *url, size_t n, const char **path, size_t *plen,
+                         const char **query, size_t *qlen)
+{
+    const char *end = url + n, *p = url, *q;
+
+    /* absolute-form "http://host:port/path?q": the path starts at the first
+     * '/' after the authority */
+    if (n > 0 && url[0] != '/' && url[0] != '*') {
+        const char *s = memmem(url, n, "://", 3);
+        if (s != NULL) {
+            p = memchr(s + 3, '/', (size_t)(end - (s + 3)));
+            if (p == NULL) {
+                const char *qm = memchr(s + 3, '?', (size_t)(end - (s + 3)));
+                p = qm ? qm : end;
+            }
+        }
+    }
+    q = memchr(p, '#', (size_t)(end - p));
+    if (q != NULL)
+        end = q;
+    q = memchr(p, '?', (size_t)(end - p));
+    *path = p;
+    *plen = (size_t)((q ? q : end) - p);
+    *query = q ? q + 1 : end;
+    *qlen = q ? (size_t)(end - (q + 1)) : 0;
+}
+
+static struct ldprof_span *open_wsgi(struct http_fd *h, http_parser *p)
+{
+    struct ldprof_trace_ids ids;
+    struct ldprof_span *s;
+    const char *path, *query, *method;
+    size_t plen, qlen;
+    int key;
+
+    if (h->bad_hdr || !h->seen_info || !h->seen_hmac)
+        return NULL;
+    key = ldprof_trace_verify(ldprof_keyring(), h->info, h->info_len, h->hmac, h->hmac_len, &ids);
+    if (key < 0) {
+        pr_dbg("fd %d: trace headers rejected (%s)", fd_of(h),
+               ldprof_trace_verdict_name(ids.verdict));
+        return NULL;
+    }
+    s = ldprof_span_open(LDPROF_KIND_WSGI, ids.base_id, ids.parent_id, key);
+    if (s == NULL)
+        return NULL;
+    split_target(h->url, h->url_len, &path, &plen, &query, &qlen);
+    method = http_method_str((enum http_method)p->method);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.path", path, plen);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.query", query, qlen);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.method", method,
+                    strlen(method));
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.scheme", "http", 4);
+    if (h->url_trunc)
+        s->w.flags |= LDPROF_SPAN_TRUNCATED;
+    return s;
+}
+
+static int rx_on_headers_complete(http_parser *p)
+{
+    struct http_fd *h = p->data;
+    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_RELAXED);
+    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE);
+    struct ldprof_span *s = NULL;
+
+    STAT_INC(requests);
+    if (tail - head >= LDPROF_HTTP_QDEPTH) {
+        /* Too many requests without a response: give up on this
+         * connection's request side (the pending ones still complete). */
+        h->rx_dead = 1;
+        STAT_INC(desync);
+        pr_dbg("fd %d: more than %d pipelined requests, no longer followed", fd_of(h),
+               LDPROF_HTTP_QDEPTH);
+        http_parser_pause(p, 1); /* stop parsing this buffer here */
+        return 0;
+    }
+    if (ldprof_cfg.trace_wsgi)
+        s = open_wsgi(h, p);
+    h->q[tail % LDPROF_HTTP_QDEPTH].span = s;
+    h->q[tail % LDPROF_HTTP_QDEPTH].method = (uint8_t)p->method;
+    __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+    if (s != NULL) {
+        STAT_INC(traced);
+        ldprof_ctx_enter_root(s);
+    }
+    return 0;
+}
+
+static void rx_feed(struct http_fd *h, const char *buf, size_t n)
+{
+    size_t done;
+
+    h->rx.data = h;
+    done = http_parser_execute(&h->rx, &rx_settings, buf, n);
+    if (h->rx_dead)
+        return; /* a callback gave up on this stream (and said why) */
+    if (h->rx.upgrade) {
+        /* CONNECT or Upgrade: what follows is not HTTP/1.x. */
+        h->rx_dead = 1;
+        return;
+    }
+    if (HTTP_PARSER_ERRNO(&h->rx) != HPE_OK || done != n) {
+        h->rx_dead = 1;
+        if (__atomic_load_n(&h->q_tail, __ATOMIC_RELAXED) == 0) {
+            /* Never spoke HTTP (TLS, a binary protocol): forget it. */
+            __atomic_store_n(&ldprof_http_kinds[fd_of(h)], LDPROF_FD_NONE, __ATOMIC_RELAXED);
+        } else {
+            STAT_INC(desync);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ response side */
+
+static int tx_on_headers_complete(http_parser *p)
+{
+    struct http_fd *h = p->data;
+    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
+    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
+
+    /* The response to HEAD has no body whatever its headers say. */
+    if (head != tail && h->q[head % LDPROF_HTTP_QDEPTH].method == HTTP_HEAD)
+        return 1;
+    return 0;
+}
+
+static int tx_on_message_complete(http_parser *p)
+{
+    struct http_fd *h = p->data;
+    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
+    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
+    unsigned status = p->status_code;
+
+    if (status >= 100 && status < 200 && status != 101)
+        return 0; /* interim response (100 Continue): the real one follows */
+    STAT_INC(responses);
+    if (head == tail)
+        return 0; /* a response to no request we saw (408, or rx was lost) */
+    end_pending(&h->q[head % LDPROF_HTTP_QDEPTH], NULL, NULL, 0);
+    __atomic_store_n(&h->q_head, head + 1, __ATOMIC_RELEASE);
+    if (status == 101)
+        h->close_after = 1;
+    return 0;
+}
+
+static void tx_feed(struct http_fd *h, const char *buf, size_t n)
+{
+    size_t done;
+
+    h->tx.data = h;
+    done = http_parser_execute(&h->tx, &tx_settings, buf, n);
+    if (h->close_after || h->tx.upgrade) {
+        h->tx_dead = h->rx_dead = 1;
+        fail_all_pending(h, NULL, NULL); /* cannot happen in order; be safe */
+        return;
+    }
+    if (HTTP_PARSER_ERRNO(&h->tx) != HPE_OK || done != n) {
+        /* The program wrote something that is not an HTTP/1.x response:
+         * the requests waiting for one cannot be matched any more. */
+        h->tx_dead = 1;
+        STAT_INC(desync);
+        fail_all_pending(h, "ProtocolError", "response is not HTTP/1.x");
+    }
+}
+
+
+/* ------------------------------------------------------------ client side */
+
+static int ctx_on_message_begin(http_parser *p)
+{
+    struct http_fd *h = p->data;
+    h->tx_at_start = 0;
+    return 0;
+}
+
+static int ctx_on_message_complete(http_parser *p)
+{
+    struct http_fd *h = p->data;
+    h->tx_at_start = 1;
+    h->inj_state = INJ_NONE;
+    return 0;
+}
+
+static int crx_on_headers_complete(http_parser *p)
+{
+    struct http_fd *h = p->data;
+    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
+    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
+    struct http_pending *pe = head != tail ? &h->q[head % LDPROF_HTTP_QDEPTH] : NULL;
+
+    if (pe != NULL && pe->span != NULL && (p->status_code < 100 || p->status_code >= 200)) {
+        int64_t code = p->status_code;
+        ldprof_span_add(pe->span, LDPROF_FIELD_STOP, LDPROF_TLV_INT, "status_code", &code,
+                        sizeof(code));
+    }
+    if (pe != NULL && pe->method == HTTP_HEAD)
+        return 1;
+    return 0;
+}
+
+static const http_parser_settings ctx_settings = {
+    .on_message_begin = ctx_on_message_begin,
+    .on_message_complete = ctx_on_message_complete,
+};
+
+static const http_parser_settings crx_settings = {
+    .on_headers_complete = crx_on_headers_complete,
+    .on_message_complete = tx_on_message_complete, /* same matching as the server side */
+};
+
+/* Request bytes the program wrote (caller bytes only, never injected ones). */
+static void client_tx_feed(struct http_fd *h, const char *buf, size_t n)
+{
+    size_t done;
+
+    if (h->inj_state == INJ_LINE) {
+        /* still inside the request line: keep it for validation */
+        size_t room = LDPROF_HTTP_URL_CAP - h->url_len;
+        if (n > room) {
+            h->inj_state = INJ_DONE; /* too long to be worth tracing */
+        } else {
+            memcpy(h->url + h->url_len, buf, n);
+            h->url_len = (uint16_t)(h->url_len + n);
+        }
+    }
+    h->tx.data = h;
+    done = http_parser_execute(&h->tx, &ctx_settings, buf, n);
+    if (HTTP_PARSER_ERRNO(&h->tx) != HPE_OK || done != n || h->tx.upgrade) {
+        /* Not HTTP/1.x (a database protocol, TLS...) or a tunnel from
+         * now on: stop following the connection at once if nothing waits. */
+        h->tx_dead = 1;
+        if (__atomic_load_n(&h->q_tail, __ATOMIC_RELAXED) ==
+            __atomic_load_n(&h->q_head, __ATOMIC_RELAXED))
+            __atomic_store_n(&ldprof_http_kinds[fd_of(h)], LDPROF_FD_NONE, __ATOMIC_RELAXED);
+    }
+}
+
+static void client_rx_feed(struct http_fd *h, const char *buf, size_t n)
+{
+    size_t done;
+
+    h->rx.data = h;
+    done = http_parser_execute(&h->rx, &crx_settings, buf, n);
+    if (h->close_after || h->rx.upgrade) {
+        h->rx_dead = h->tx_dead = 1;
+        fail_all_pending(h, NULL, NULL);
+        return;
+    }
+    if (HTTP_PARSER_ERRNO(&h->rx) != HPE_OK || done != n) {
+        h->rx_dead = 1;
+        STAT_INC(desync);
+        fail_all_pending(h, "ProtocolError", "response is not HTTP/1.x");
+    }
+}
+
+/* A request line "METHOD SP target SP HTTP/1.x CRLF"?  Fills method/target. */
+static int parse_request_line(const char *l, size_t n, const char **m, size_t *mlen,
+                              const char **t, size_t *tlen)
+{
+    const char *sp1, *sp2, *end;
+
+    if (n < 16 || l[n - 1] != '\n' || l[n - 2] != '\r')
+        return -1;
+    end = l + n - 2;
+    sp1 = memchr(l, ' ', (size_t)(end - l));
+    if (sp1 == NULL || sp1 == l || sp1 - l > 20)
+        return -1;
+    for (const char *c = l; c < sp1; c++)
+        if (*c < 'A' || *c > 'Z')
+            return -1;
+    sp2 = end - 9;
+    if (sp2 <= sp1 + 1 || *sp2 != ' ' || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
+        (end[-1] != '0' && end[-1] != '1'))
+        return -1;
+    *m = l;
+    *mlen = (size_t)(sp1 - l);
+    *t = sp1 + 1;
+    *tlen = (size_t)(sp2 - (sp1 + 1));
+    return 0;
+}
+
+/* Open the http span for the request line in h->url and build the headers
+ * to inject into h->inj.  Returns the span, or NULL (not traced). */
+static struct ldprof_span *client_open(struct http_fd *h, struct ldprof_ctx *c, uint8_t *method)
+{
+    const char *m, *t, *path, *query;
+    size_t mlen, tlen, plen, qlen;
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    const struct ldprof_keyring *kr;
+    struct ldprof_span *s;
+    int idx, n;
+    int64_t port = h->peer_port;
+
+    if (parse_request_line(h->url, h->url_len, &m, &mlen, &t, &tlen) != 0)
+        return NULL;
+    kr = ldprof_keyring_for(c->key_idx, &idx);
+    s = ldprof_span_open(LDPROF_KIND_HTTP, c->base_id, c->cur_id, c->key_idx);
+    if (s == NULL)
+        return NULL;
+    /* downstream: same trace, parent = this http span */
+    if (ldprof_trace_sign(kr, idx, c->base_id, s->w.trace_id, info, sizeof(info), hmac) < 0) {
+        ldprof_span_discard(s);
+        return NULL;
+    }
+    n = snprintf(h->inj, sizeof(h->inj), "X-Trace-Info: %s\r\nX-Trace-HMAC: %s\r\n", info, hmac);
+    if (n <= 0 || (size_t)n >= sizeof(h->inj)) {
+        ldprof_span_discard(s);
+        return NULL;
+    }
+    h->inj_len = (uint16_t)n;
+    h->inj_off = 0;
+    split_target(t, tlen, &path, &plen, &query, &qlen);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.method", m, mlen);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.path", path, plen);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.query", query, qlen);
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.host", h->peer,
+                    strlen(h->peer));
+    ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_INT, "request.port", &port, sizeof(port));
+    *method = (mlen == 4 && memcmp(m, "HEAD", 4) == 0) ? HTTP_HEAD : HTTP_GET;
+    return s;
+}
+
+/* Send the rest of the injected headers.  0 when all are out, else -1 with
+ * errno (EAGAIN on a non-blocking socket: the caller retries later). */
+static int client_send_pending(int fd, struct http_fd *h, int flags, ldprof_http_sendmsg_t sendfn)
+{
+    while (h->inj_off < h->inj_len) {
+        ssize_t r = sendfn(fd, h->inj + h->inj_off, (size_t)(h->inj_len - h->inj_off), NULL, 0,
+                           flags);
+        if (r < 0)
+            return -1;
+        h->inj_off = (uint16_t)(h->inj_off + r);
+    }
+    return 0;
+}
+
+static size_t iov_total(const struct iovec *iov, size_t iovcnt)
+{
+    size_t t = 0;
+    for (size_t i = 0; i < iovcnt; i++)
+        t += iov[i].iov_len;
+    return t;
+}
+
+/* Offset just past the first '\n' in the caller's data, or 0. */
+static size_t iov_find_nl(const struct iovec *iov, size_t iovcnt)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < iovcnt; i++) {
+        const char *nl = memchr(iov[i].iov_base, '\n', iov[i].iov_len);
+        if (nl != NULL)
+            return off + (size_t)(nl - (const char *)iov[i].iov_base) + 1;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+/* Copy the first @n caller bytes (for the request line buffer). */
+static void iov_copy(char *dst, const struct iovec *iov, size_t iovcnt, size_t n)
+{
+    for (size_t i = 0; i < iovcnt && n > 0; i++) {
+        size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+        memcpy(dst, iov[i].iov_base, k);
+        dst += k;
+        n -= k;
+    }
+}
+
+static void client_feed_iov(struct http_fd *h, const struct iovec *iov, size_t iovcnt, size_t n)
+{
+    for (size_t i = 0; i < iovcnt && n > 0; i++) {
+        size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+        if (k)
+            client_tx_feed(h, iov[i].iov_base, k);
+        n -= k;
+    }
+}
+
+ssize_t ldprof_http_client_send(int fd, const struct iovec *iov, size_t iovcnt, int flags,
+                                ldprof_http_sendmsg_t sendfn)
+{
+    struct http_fd *h = fd_state(fd);
+    struct ldprof_ctx *c;
+    struct ldprof_span *s;
+    size_t total, L, room;
+    uint8_t method = HTTP_GET;
+    ssize_t r;
+
+    if (h->tx_dead || !ldprof_spin_trylock(&h->tx_lock))
+        return LDPROF_HTTP_PASS;
+    if (h->inj_off < h->inj_len && client_send_pending(fd, h, flags, sendfn) != 0) {
+        int e = errno;
+        ldprof_spin_unlock(&h->tx_lock);
+        errno = e;
+        return -1;
+    }
+    total = iov_total(iov, iovcnt);
+    if (total == 0 || iovcnt > LDPROF_HTTP_MAX_IOV)
+        goto pass;
+    if (h->tx_at_start && h->inj_state == INJ_NONE) {
+        /* First byte of a new request: trace it if the thread is inside a
+         * trace.  The decision is taken once per request. */
+        c = ldprof_ctx_current();
+        if (c == NULL)
+            goto pass;
+        h->inj_state = INJ_LINE;
+        h->url_len = 0;
+    }
+    if (h->inj_state != INJ_LINE)
+        goto pass;
+    L = iov_find_nl(iov, iovcnt);
+    if (L == 0)
+        goto pass; /* the request line continues in a later write */
+    room = LDPROF_HTTP_URL_CAP - h->url_len;
+    c = ldprof_ctx_current();
+    if (L > room || c == NULL) {
+        h->inj_state = INJ_DONE;
+        goto pass;
+    }
+    /* Validate the complete line (earlier pieces + this one) before
+     * touching the stream. */
+    iov_copy(h->url + h->url_len, iov, iovcnt, L);
+    h->url_len = (uint16_t)(h->url_len + L);
+    s = client_open(h, c, &method);
+    h->url_len = (uint16_t)(h->url_len - L); /* client_tx_feed appends what is sent */
+    if (s == NULL) {
+        h->inj_state = INJ_DONE;
+        goto pass;
+    }
+    {
+        /* caller[0..L) + injected headers + caller[L..) in one sendmsg */
+        struct iovec out[LDPROF_HTTP_MAX_IOV + 2];
+        size_t k = 0, off = 0, H = h->inj_len;
+        int added = 0;
+
+        for (size_t i = 0; i < iovcnt && k < LDPROF_HTTP_MAX_IOV; i++) {
+            const char *b = iov[i].iov_base;
+            size_t len = iov[i].iov_len;
+            if (!added && off + len >= L) {
+                size_t first = L - off;
+                if (first)
+                    out[k++] = (struct iovec){(void *)b, first};
+                out[k++] = (struct iovec){h->inj, H};
+                if (len - first)
+                    out[k++] = (struct iovec){(void *)(b + first), len - first};
+                added = 1;
+            } else {
+                out[k++] = iov[i];
+            }
+            off += len;
+        }
+        r = sendfn(fd, NULL, 0, out, k, flags);
+        if (r < 0 || (size_t)r < L) {
+            /* The headers did not go out: undo, and try again with the rest
+             * of the line on the next write. */
+            int e = errno;
+            ldprof_span_discard(s);
+            h->inj_len = h->inj_off = 0;
+            if (r > 0)
+                client_feed_iov(h, iov, iovcnt, (size_t)r);
+            ldprof_spin_unlock(&h->tx_lock);
+            errno = e;
+            return r;
+        }
+        /* From here the request carries our headers (some may be pending). */
+        {
+            uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_RELAXED);
+            uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE);
+            if (tail - head < LDPROF_HTTP_QDEPTH) {
+                h->q[tail % LDPROF_HTTP_QDEPTH].span = s;
+                h->q[tail % LDPROF_HTTP_QDEPTH].method = method;
+                __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+            } else {
+                ldprof_span_discard(s);
+            }
+        }
+        h->inj_state = INJ_DONE;
+        if ((size_t)r < L + H) {
+            h->inj_off = (uint16_t)((size_t)r - L);
+            r = (ssize_t)L;
+        } else {
+            h->inj_off = h->inj_len;
+            r -= (ssize_t)H;
+        }
+        client_feed_iov(h, iov, iovcnt, (size_t)r);
+        ldprof_spin_unlock(&h->tx_lock);
+        return r;
+    }
+pass:
+    ldprof_spin_unlock(&h->tx_lock);
+    return LDPROF_HTTP_PASS;
+}
+
+/* ------------------------------------------------------------ events */
+
+static void fd_reset(struct http_fd *h, int kind)
+{
+    h->rx_dead = h->tx_dead = h->shared = h->close_after = 0;
+    h->q_head = h->q_tail = 0;
+    if (kind == LDPROF_FD_SERVER) {
+        http_parser_init(&h->rx, HTTP_REQUEST);
+        http_parser_init(&h->tx, HTTP_RESPONSE);
+    } else {
+        http_parser_init(&h->rx, HTTP_RESPONSE);
+        http_parser_init(&h->tx, HTTP_REQUEST);
+    }
+    h->hlast = H_NONE;
+}
+
+/* Take both locks, spinning a bounded time (the holders never block). */
+static int lock_both(struct http_fd *h)
+{
+    for (int i = 0; i < 100000; i++) {
+        if (ldprof_spin_trylock(&h->rx_lock)) {
+            if (ldprof_spin_trylock(&h->tx_lock))
+                return 0;
+            ldprof_spin_unlock(&h->rx_lock);
+        }
+        ldprof_cpu_relax();
+    }
+    return -1;
+}
+
+static void fd_release(int fd, int graceful)
+{
+    struct http_fd *h = fd_state(fd);
+
+    if (lock_both(h) != 0) {
+        /* Another thread is inside a read/write on an fd being closed:
+         * stop following it; its open spans are reported at exit. */
+        __atomic_store_n(&ldprof_http_kinds[fd], LDPROF_FD_NONE, __ATOMIC_RELAXED);
+        return;
+    }
+    if (graceful && ldprof_http_kinds[fd] == LDPROF_FD_SERVER && !h->tx_dead) {
+        /* End of the response stream: completes a close-delimited body. */
+        h->tx.data = h;
+        http_parser_execute(&h->tx, &tx_settings, NULL, 0);
+    } else if (graceful && ldprof_http_kinds[fd] == LDPROF_FD_CLIENT && !h->rx_dead) {
+        /* A client closing after the last byte of a close-delimited
+         * response, without waiting for the end of stream. */
+        h->rx.data = h;
+        http_parser_execute(&h->rx, &crx_settings, NULL, 0);
+    }
+    fail_all_pending(h, "ConnectionClosed", "connection closed before the response was complete");
+    __atomic_store_n(&ldprof_http_kinds[fd], LDPROF_FD_NONE, __ATOMIC_RELAXED);
+    ldprof_spin_unlock(&h->tx_lock);
+    ldprof_spin_unlock(&h->rx_lock);
+}
+
+void ldprof_http_on_accept(int fd)
+{
+    struct http_fd *h;
+
+    if ((unsigned)fd >= (unsigned)ldprof_http_nfds || fdtab == NULL)
+        return;
+    if (__atomic_load_n(&ldprof_http_kinds[fd], __ATOMIC_RELAXED) != LDPROF_FD_NONE)
+        fd_release(fd, 0); /* closed behind our back (fclose, a raw syscall) */
+    if (!ldprof_cfg.trace_wsgi)
+        return;
+    h = fd_state(fd);
+    fd_reset(h, LDPROF_FD_SERVER);
+    h->rx_lock = h->tx_lock = 0;
+    if (fd > __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED))
+        __atomic_store_n(&max_fd_seen, fd, __ATOMIC_RELAXED);
+    __atomic_store_n(&ldprof_http_kinds[fd], LDPROF_FD_SERVER, __ATOMIC_RELEASE);
+}
+
+void ldprof_http_on_connect(int fd, const struct sockaddr *addr)
+{
+    struct http_fd *h;
+
+    if ((unsigned)fd >= (unsigned)ldprof_http_nfds || fdtab == NULL)
+        return;
+    /* A reused number must not keep the state of its last connection. */
+    if (__atomic_load_n(&ldprof_http_kinds[fd], __ATOMIC_RELAXED) != LDPROF_FD_NONE)
+        fd_release(fd, 0);
+    h = fd_state(fd);
+    fd_reset(h, LDPROF_FD_CLIENT);
+    h->rx_lock = h->tx_lock = 0;
+    h->tx_at_start = 1;
+    h->inj_state = INJ_NONE;
+    h->inj_len = h->inj_off = 0;
+    h->url_len = 0;
+    h->peer[0] = '\0';
+    h->peer_port = 0;
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)addr;
+        inet_ntop(AF_INET, &in->sin_addr, h->peer, sizeof(h->peer));
+        h->peer_port = ntohs(in->sin_port);
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, h->peer, sizeof(h->peer));
+        h->peer_port = ntohs(in6->sin6_port);
+    }
+    if (fd > __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED))
+        __atomic_store_n(&max_fd_seen, fd, __ATOMIC_RELAXED);
+    __atomic_store_n(&ldprof_http_kinds[fd], LDPROF_FD_CLIENT, __ATOMIC_RELEASE);
+}
+
+void ldprof_http_on_recv(int fd, const void *buf, size_t n)
+{
+    struct http_fd *h = fd_state(fd);
+
+    if (h->rx_dead)
+        return;
+    if (!ldprof_spin_trylock(&h->rx_lock)) {
+        h->rx_dead = 1; /* two readers at once: our parser lost bytes */
+        return;
+    }
+    if (ldprof_http_kinds[fd] == LDPROF_FD_SERVER)
+        rx_feed(h, buf, n);
+    else if (ldprof_http_kinds[fd] == LDPROF_FD_CLIENT)
+        client_rx_feed(h, buf, n);
+    ldprof_spin_unlock(&h->rx_lock);
+}
+
+void ldprof_http_on_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, size_t n)
+{
+    for (size_t i = 0; i < iovcnt && n > 0; i++) {
+        size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
+        if (len)
+            ldprof_http_on_recv(fd, iov[i].iov_base, len);
+        n -= len;
+    }
+}
+
+void ldprof_http_on_send(int fd, const void *buf, size_t n)
+{
+    struct http_fd *h = fd_state(fd);
+
+    if (h->tx_dead)
+        return;
+    if (!ldprof_spin_trylock(&h->tx_lock)) {
+        h->tx_dead = 1;
+        return;
+    }
+    if (ldprof_http_kinds[fd] == LDPROF_FD_SERVER)
+        tx_feed(h, buf, n);
+    else if (ldprof_http_kinds[fd] == LDPROF_FD_CLIENT)
+        client_tx_feed(h, buf, n);
+    ldprof_spin_unlock(&h->tx_lock);
+}
+
+void ldprof_http_on_send_iov(int fd, const struct iovec *iov, size_t iovcnt, size_t n)
+{
+    for (size_t i = 0; i < iovcnt && n > 0; i++) {
+        size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
+        if (len)
+            ldprof_http_on_send(fd, iov[i].iov_base, len);
+        n -= len;
+    }
+}
+
+void ldprof_http_on_send_opaque(int fd, size_t n)
+{
+    static const char zeros[4096];
+    struct http_fd *h = fd_state(fd);
+
+    if (h->tx_dead || !ldprof_spin_trylock(&h->tx_lock))
+        return;
+    /* content_length is what is left of the body (or of the current chunk;
+     * ULLONG_MAX while reading a close-delimited body).  A body parser only
+     * counts these bytes, so zeros stand in for the file's. */
+    if (h->tx.content_length != 0 && h->tx.content_length >= n) {
+        while (n > 0 && !h->tx_dead) {
+            size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+            tx_feed(h, zeros, k);
+            n -= k;
+        }
+    } else {
+        h->tx_dead = 1;
+        STAT_INC(desync);
+        fail_all_pending(h, "ProtocolError", "response body sent with sendfile() not followed");
+    }
+    ldprof_spin_unlock(&h->tx_lock);
+}
+
+void ldprof_http_on_eof(int fd)
+{
+    struct http_fd *h = fd_state(fd);
+
+    /* Server side: the peer will send no more requests (responses may still
+     * follow).  Client side: the end of a close-delimited response. */
+    if (h->rx_dead || !ldprof_spin_trylock(&h->rx_lock))
+        return;
+    h->rx.data = h;
+    if (ldprof_http_kinds[fd] == LDPROF_FD_CLIENT) {
+        http_parser_execute(&h->rx, &crx_settings, NULL, 0);
+        fail_all_pending(h, "ConnectionClosed", "connection closed before the response was complete");
+    } else {
+        http_parser_execute(&h->rx, &rx_settings, NULL, 0);
+    }
+    h->rx_dead = 1;
+    ldprof_spin_unlock(&h->rx_lock);
+}
+
+void ldprof_http_on_shutdown(int fd, int how)
+{
+    /* A server that shuts its sending side down has finished its responses;
+     * a client doing so has only finished its requests. */
+    if ((how == SHUT_WR || how == SHUT_RDWR) && ldprof_http_kind(fd) == LDPROF_FD_SERVER)
+        fd_release(fd, 1);
+}
+
+void ldprof_http_on_close(int fd)
+{
+    if (ldprof_http_tracked(fd))
+        fd_release(fd, 1);
+}
+
+void ldprof_http_fork_parent(void)
+{
+    int max = __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED);
+    for (int fd = 0; fd <= max; fd++)
+        if (ldprof_http_kinds[fd] != LDPROF_FD_NONE)
+            fdtab[fd].shared = 1;
+}
+
+void ldprof_http_fork_child(void)
+{
+    int max = __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED);
+    for (int fd = 0; fd <= max; fd++) {
+        if (ldprof_http_kinds[fd] != LDPROF_FD_NONE) {
+            fdtab[fd].shared = 1;
+            fdtab[fd].rx_lock = fdtab[fd].tx_lock = 0;
+        }
+    }
+}

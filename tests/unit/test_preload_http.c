@@ -1,0 +1,620 @@
+/*
+ * tests/unit/test_preload_http.c - the per-fd HTTP stream state machine
+ * (preload/http.c) driven directly with byte streams: no sockets, no
+ * preload.  fd numbers are only table indexes here.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ldprof/wire.h"
+#include "preload/config.h"
+#include "preload/http.h"
+#include "preload/propagation.h"
+#include "preload/span.h"
+#include "preload/tls.h"
+
+struct tp_span {
+    int kind, flags;
+    uint8_t base[16], trace[16], parent[16];
+    uint64_t start, end;
+    int nfields;
+    char key[16][64];
+    char val[16][2100];
+    int stop[16];
+};
+extern void tp_setup(void);
+extern int tp_collect(struct tp_span *out, int max);
+extern const char *tp_field(const struct tp_span *s, const char *key, int stop);
+extern void tp_sign(const uint8_t base[16], const uint8_t parent[16], char *info, char *hmac);
+
+#define FD 900
+
+static const uint8_t BASE[16] = {0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x43, 0x33,
+                                 0x84, 0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55};
+static const uint8_t PARENT[16] = {0xaa, 0xaa, 0xaa, 0xaa, 0xbb, 0xbb, 0x4c, 0xcc,
+                                   0x9d, 0xdd, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee};
+
+static struct tp_span spans[32];
+
+/* A request with valid trace headers (header names in the given spelling). */
+static size_t traced_req(char *out, size_t cap, const char *method, const char *target,
+                         const char *info_name, const char *hmac_name, const char *extra)
+{
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    tp_sign(BASE, PARENT, info, hmac);
+    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s: %s\r\n%s: %s\r\n%s\r\n",
+                     method, target, info_name, info, hmac_name, hmac, extra ? extra : "");
+    cr_assert(n > 0 && (size_t)n < cap);
+    return (size_t)n;
+}
+
+static size_t plain_req(char *out, size_t cap, const char *target)
+{
+    int n = snprintf(out, cap, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", target);
+    return (size_t)n;
+}
+
+static const char RESP[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+static const char CHUNKED[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n";
+
+static void setup(void)
+{
+    tp_setup();
+}
+
+TestSuite(preload_http, .init = setup);
+
+static void check_wsgi(const struct tp_span *s, const char *method, const char *path,
+                       const char *query)
+{
+    cr_assert_eq(s->kind, LDPROF_KIND_WSGI);
+    cr_assert_eq(memcmp(s->base, BASE, 16), 0, "base_id comes from the header");
+    cr_assert_eq(memcmp(s->parent, PARENT, 16), 0, "parent_id comes from the header");
+    cr_assert_str_eq(tp_field(s, "request.method", 0), method);
+    cr_assert_str_eq(tp_field(s, "request.path", 0), path);
+    cr_assert_str_eq(tp_field(s, "request.query", 0), query);
+    cr_assert_str_eq(tp_field(s, "request.scheme", 0), "http");
+    cr_assert_leq(s->start, s->end);
+}
+
+Test(preload_http, traced_request_split_at_every_offset)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "/v2/queues/q%201/messages?limit=5&echo=true",
+                          "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    for (size_t cut = 0; cut <= n; cut++) {
+        ldprof_http_on_accept(FD);
+        if (cut > 0)
+            ldprof_http_on_recv(FD, req, cut);
+        if (cut < n)
+            ldprof_http_on_recv(FD, req + cut, n - cut);
+        cr_assert_eq(tp_collect(spans, 32), 0, "no span before the response (cut %zu)", cut);
+        for (size_t r = 0; r + 1 < sizeof(RESP) - 1; r++)
+            ldprof_http_on_send(FD, RESP + r, 1);
+        cr_assert_eq(tp_collect(spans, 32), 0, "span ended before the last byte (cut %zu)", cut);
+        ldprof_http_on_send(FD, RESP + sizeof(RESP) - 2, 1);
+        cr_assert_eq(tp_collect(spans, 32), 1, "cut %zu", cut);
+        check_wsgi(&spans[0], "GET", "/v2/queues/q%201/messages", "limit=5&echo=true");
+        cr_assert_eq(spans[0].flags, 0);
+        ldprof_http_on_close(FD);
+    }
+}
+
+Test(preload_http, byte_by_byte_with_lower_case_header_names)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "POST", "/q", "x-trace-info", "x-TRACE-hmac",
+                          "Content-Length: 4\r\n");
+
+    ldprof_http_on_accept(FD);
+    for (size_t i = 0; i < n; i++)
+        ldprof_http_on_recv(FD, req + i, 1);
+    ldprof_http_on_recv(FD, "body", 4);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    check_wsgi(&spans[0], "POST", "/q", "");
+}
+
+Test(preload_http, untraced_request_records_nothing)
+{
+    char req[256];
+    struct ldprof_http_stats st;
+    size_t n = plain_req(req, sizeof(req), "/health");
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    ldprof_http_on_close(FD);
+    cr_assert_eq(tp_collect(spans, 32), 0);
+    ldprof_http_stats(&st);
+    cr_assert_eq(st.requests, 1);
+    cr_assert_eq(st.traced, 0);
+    cr_assert_eq(st.responses, 1);
+}
+
+Test(preload_http, pipelined_requests_match_responses_in_order)
+{
+    char buf[4096];
+    size_t n = 0;
+
+    n += traced_req(buf + n, sizeof(buf) - n, "GET", "/one?a=1", "X-Trace-Info", "X-Trace-HMAC",
+                    NULL);
+    n += plain_req(buf + n, sizeof(buf) - n, "/two");
+    n += traced_req(buf + n, sizeof(buf) - n, "DELETE", "/three", "X-Trace-Info", "X-Trace-HMAC",
+                    NULL);
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, buf, n); /* all three heads in one read */
+
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    check_wsgi(&spans[0], "GET", "/one", "a=1");
+    /* the untraced and the second traced response in one write */
+    char two[512];
+    int m = snprintf(two, sizeof(two), "%s%s", RESP, CHUNKED);
+    ldprof_http_on_send(FD, two, (size_t)m);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    check_wsgi(&spans[0], "DELETE", "/three", "");
+}
+
+Test(preload_http, chunked_response_split_at_every_offset)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "/chunked", "X-Trace-Info", "X-Trace-HMAC", NULL);
+    size_t clen = sizeof(CHUNKED) - 1;
+
+    for (size_t cut = 1; cut < clen; cut++) {
+        ldprof_http_on_accept(FD);
+        ldprof_http_on_recv(FD, req, n);
+        ldprof_http_on_send(FD, CHUNKED, cut);
+        cr_assert_eq(tp_collect(spans, 32), 0, "ended early at cut %zu", cut);
+        ldprof_http_on_send(FD, CHUNKED + cut, clen - cut);
+        cr_assert_eq(tp_collect(spans, 32), 1, "cut %zu", cut);
+        ldprof_http_on_close(FD);
+    }
+}
+
+Test(preload_http, keep_alive_requests_are_separate_spans)
+{
+    char req[1024];
+
+    ldprof_http_on_accept(FD);
+    for (int i = 0; i < 5; i++) {
+        char target[32];
+        snprintf(target, sizeof(target), "/r%d", i);
+        size_t n = traced_req(req, sizeof(req), "GET", target, "X-Trace-Info", "X-Trace-HMAC",
+                              NULL);
+        ldprof_http_on_recv(FD, req, n);
+        ldprof_http_on_send(FD, i % 2 ? CHUNKED : RESP, i % 2 ? sizeof(CHUNKED) - 1 : sizeof(RESP) - 1);
+        cr_assert_eq(tp_collect(spans, 32), 1);
+        check_wsgi(&spans[0], "GET", target, "");
+    }
+}
+
+Test(preload_http, head_response_has_no_body)
+{
+    char req[1024];
+    static const char head_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+    size_t n = traced_req(req, sizeof(req), "HEAD", "/big", "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, head_resp, sizeof(head_resp) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    check_wsgi(&spans[0], "HEAD", "/big", "");
+}
+
+Test(preload_http, interim_100_continue_does_not_end_the_span)
+{
+    char req[1024];
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    size_t n = traced_req(req, sizeof(req), "PUT", "/up", "X-Trace-Info", "X-Trace-HMAC",
+                          "Expect: 100-continue\r\nContent-Length: 3\r\n");
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, cont, sizeof(cont) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0);
+    ldprof_http_on_recv(FD, "abc", 3);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+}
+
+Test(preload_http, close_before_response_is_an_error)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "/x", "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, RESP, 20); /* part of the head only */
+    ldprof_http_on_close(FD);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    cr_assert(spans[0].flags & LDPROF_SPAN_ERROR);
+    cr_assert_str_eq(tp_field(&spans[0], "etype", 1), "ConnectionClosed");
+    cr_assert_not_null(tp_field(&spans[0], "message", 1));
+    cr_assert_not(ldprof_http_tracked(FD));
+}
+
+Test(preload_http, close_delimited_response_ends_at_close)
+{
+    char req[1024];
+    static const char resp[] = "HTTP/1.0 200 OK\r\n\r\nuntil the end";
+    size_t n = traced_req(req, sizeof(req), "GET", "/stream", "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, resp, sizeof(resp) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0);
+    ldprof_http_on_shutdown(FD, 1 /* SHUT_WR */);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    cr_assert_eq(spans[0].flags, 0, "a body delimited by the close is not an error");
+}
+
+Test(preload_http, bad_or_duplicate_headers_are_not_traced)
+{
+    char req[2048], info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    int n;
+
+    tp_sign(BASE, PARENT, info, hmac);
+    hmac[0] = hmac[0] == 'a' ? 'b' : 'a'; /* wrong HMAC */
+    n = snprintf(req, sizeof(req), "GET /a HTTP/1.1\r\nX-Trace-Info: %s\r\nX-Trace-HMAC: %s\r\n\r\n",
+                 info, hmac);
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, (size_t)n);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0, "wrong HMAC");
+
+    tp_sign(BASE, PARENT, info, hmac);
+    n = snprintf(req, sizeof(req),
+                 "GET /b HTTP/1.1\r\nX-Trace-Info: %s\r\nX-Trace-HMAC: %s\r\nX-Trace-Info: %s\r\n\r\n",
+                 info, hmac, info);
+    ldprof_http_on_recv(FD, req, (size_t)n);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0, "duplicate X-Trace-Info");
+
+    n = snprintf(req, sizeof(req), "GET /c HTTP/1.1\r\nX-Trace-Infox: %s\r\nX-Trace-HMAC: %s\r\n\r\n",
+                 info, hmac);
+    ldprof_http_on_recv(FD, req, (size_t)n);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0, "a longer header name is another header");
+
+    /* and the connection still works for a good one */
+    size_t m = traced_req(req, sizeof(req), "GET", "/d", "X-Trace-Info", "X-Trace-HMAC", NULL);
+    ldprof_http_on_recv(FD, req, m);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    check_wsgi(&spans[0], "GET", "/d", "");
+}
+
+Test(preload_http, non_http_connection_is_dropped)
+{
+    static const char tls_hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+
+    ldprof_http_on_accept(FD);
+    cr_assert(ldprof_http_tracked(FD));
+    ldprof_http_on_recv(FD, tls_hello, sizeof(tls_hello) - 1);
+    cr_assert_not(ldprof_http_tracked(FD), "the wrappers pass this fd through from now on");
+}
+
+Test(preload_http, absolute_form_target)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "http://example.com:8080/p/q?x=%2F#frag",
+                          "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    check_wsgi(&spans[0], "GET", "/p/q", "x=%2F");
+}
+
+Test(preload_http, long_target_is_truncated_and_flagged)
+{
+    char target[2000], req[4096];
+    memset(target, 'a', sizeof(target) - 1);
+    target[0] = '/';
+    target[sizeof(target) - 1] = '\0';
+    size_t n = traced_req(req, sizeof(req), "GET", target, "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    cr_assert(spans[0].flags & LDPROF_SPAN_TRUNCATED);
+    cr_assert_eq(strlen(tp_field(&spans[0], "request.path", 0)), LDPROF_HTTP_URL_CAP);
+}
+
+Test(preload_http, thread_context_follows_the_request)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "/ctx", "X-Trace-Info", "X-Trace-HMAC", NULL);
+    struct ldprof_ctx *c;
+
+    cr_assert_null(ldprof_ctx_current());
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    c = ldprof_ctx_current();
+    cr_assert_not_null(c, "a traced head sets the reading thread's context");
+    cr_assert_eq(memcmp(c->base_id, BASE, 16), 0);
+
+    /* a child span (manual API) is parented to the wsgi span */
+    struct ldprof_span *child = ldprof_span_begin(LDPROF_KIND_NET);
+    cr_assert_not_null(child);
+    ldprof_span_add_str(child, LDPROF_FIELD_START, "net.op", "lookup", -1);
+    ldprof_span_add_int(child, LDPROF_FIELD_STOP, "net.bytes", 42);
+    ldprof_span_end(child);
+
+    ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_null(ldprof_ctx_current(), "the response clears it");
+    cr_assert_eq(tp_collect(spans, 32), 2);
+    cr_assert_eq(spans[0].kind, LDPROF_KIND_NET);
+    cr_assert_eq(spans[1].kind, LDPROF_KIND_WSGI);
+    cr_assert_eq(memcmp(spans[0].parent, spans[1].trace, 16), 0);
+    cr_assert_eq(memcmp(spans[0].base, BASE, 16), 0);
+    cr_assert_str_eq(tp_field(&spans[0], "net.op", 0), "lookup");
+    cr_assert_str_eq(tp_field(&spans[0], "net.bytes", 1), "42");
+    cr_assert_null(ldprof_span_begin(LDPROF_KIND_NET), "no context, no span");
+}
+
+Test(preload_http, many_connections_on_one_thread)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "/multi", "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    /* the epoll shape: heads on 50 fds, then the responses in another order */
+    for (int fd = 100; fd < 150; fd++) {
+        ldprof_http_on_accept(fd);
+        ldprof_http_on_recv(fd, req, n);
+    }
+    for (int fd = 149; fd >= 100; fd--)
+        ldprof_http_on_send(fd, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 50);
+}
+
+Test(preload_http, too_many_pipelined_requests_stop_the_request_side)
+{
+    char buf[8192];
+    size_t n = 0;
+    struct ldprof_http_stats st;
+
+    for (int i = 0; i < LDPROF_HTTP_QDEPTH + 2; i++)
+        n += traced_req(buf + n, sizeof(buf) - n, "GET", "/p", "X-Trace-Info", "X-Trace-HMAC",
+                        NULL);
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, buf, n);
+    for (int i = 0; i < LDPROF_HTTP_QDEPTH + 2; i++)
+        ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), LDPROF_HTTP_QDEPTH);
+    ldprof_http_stats(&st);
+    cr_assert_eq(st.desync, 1);
+}
+
+Test(preload_http, trace_wsgi_off_follows_nothing)
+{
+    char req[1024];
+    size_t n = traced_req(req, sizeof(req), "GET", "/off", "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_cfg.trace_wsgi = 0;
+    ldprof_http_on_accept(FD);
+    cr_assert_not(ldprof_http_tracked(FD));
+    (void)n;
+}
+
+Test(preload_http, sendfile_body_is_counted)
+{
+    char req[1024];
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
+    size_t n = traced_req(req, sizeof(req), "GET", "/file", "X-Trace-Info", "X-Trace-HMAC", NULL);
+
+    ldprof_http_on_accept(FD);
+    ldprof_http_on_recv(FD, req, n);
+    ldprof_http_on_send(FD, head, sizeof(head) - 1);
+    ldprof_http_on_send_opaque(FD, 6000);
+    cr_assert_eq(tp_collect(spans, 32), 0);
+    ldprof_http_on_send_opaque(FD, 4000);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    cr_assert_eq(spans[0].flags, 0);
+}
+
+/* ------------------------------------------------------------ outbound */
+
+/* A scripted transport for ldprof_http_client_send(): what "goes out" is
+ * appended to wire[]; each call sends at most `limit` bytes (then the
+ * limit lifts), 0 meaning EAGAIN. */
+static char wire[8192];
+static size_t wire_len;
+static long limit = -1;
+
+static ssize_t script_send(int fd, const void *buf, size_t len, const struct iovec *iov,
+                           size_t iovcnt, int flags)
+{
+    struct iovec one = {(void *)buf, len};
+    size_t sent = 0, cap;
+
+    (void)fd;
+    (void)flags;
+    if (buf != NULL) {
+        iov = &one;
+        iovcnt = 1;
+    }
+    if (limit == 0) {
+        limit = -1;
+        errno = EAGAIN;
+        return -1;
+    }
+    cap = limit < 0 ? (size_t)-1 : (size_t)limit;
+    limit = -1;
+    for (size_t i = 0; i < iovcnt && sent < cap; i++) {
+        size_t k = iov[i].iov_len < cap - sent ? iov[i].iov_len : cap - sent;
+        memcpy(wire + wire_len, iov[i].iov_base, k);
+        wire_len += k;
+        sent += k;
+    }
+    return (ssize_t)sent;
+}
+
+/* What a program does: write() until everything went out; a PASS means the
+ * wrapper makes the real call (here: the script) and reports it. */
+static void program_write(int fd, const char *data, size_t n)
+{
+    size_t off = 0;
+    int guard = 0;
+
+    while (off < n) {
+        struct iovec iov = {(void *)(data + off), n - off};
+        ssize_t r = ldprof_http_client_send(fd, &iov, 1, 0, script_send);
+        cr_assert_lt(guard++, 100, "no progress");
+        if (r == LDPROF_HTTP_PASS) {
+            r = script_send(fd, data + off, n - off, NULL, 0, 0);
+            if (r > 0)
+                ldprof_http_on_send(fd, data + off, (size_t)r);
+        }
+        if (r < 0) {
+            cr_assert_eq(errno, EAGAIN);
+            continue;
+        }
+        cr_assert_leq((size_t)r, n - off, "more than the caller's bytes reported");
+        off += (size_t)r;
+    }
+}
+
+static const struct sockaddr_in backend = {.sin_family = AF_INET, .sin_port = 0x5000};
+
+static void check_injected(const char *line, const char *rest)
+{
+    size_t ll = strlen(line);
+    const char *hdr = wire + ll;
+    const char *info, *hmac, *eol;
+    struct ldprof_trace_ids ids;
+
+    cr_assert_eq(memcmp(wire, line, ll), 0, "request line first");
+    cr_assert_eq(strncmp(hdr, "X-Trace-Info: ", 14), 0, "headers right after it: %.*s",
+                 (int)wire_len, wire);
+    info = hdr + 14;
+    eol = strstr(info, "\r\n");
+    cr_assert_eq(strncmp(eol + 2, "X-Trace-HMAC: ", 14), 0);
+    hmac = eol + 16;
+    cr_assert_geq(ldprof_trace_verify(ldprof_keyring(), info, (size_t)(eol - info), hmac, 40, &ids),
+                  0, "the injected headers verify");
+    cr_assert_eq(memcmp(ids.base_id, ldprof_profile_base(), 16), 0);
+    cr_assert_str_eq(hmac + 42, rest, "then the caller's bytes, unchanged");
+}
+
+Test(preload_http, outbound_headers_with_partial_writes_at_every_offset)
+{
+    static const char line[] = "GET /api/v1/items?sort=asc HTTP/1.1\r\n";
+    static const char rest[] = "Host: backend\r\nAccept: */*\r\n\r\n";
+    char req[256];
+    size_t n = (size_t)snprintf(req, sizeof(req), "%s%s", line, rest);
+
+    cr_assert_eq(ldprof_profile_start("SECRET_KEY"), 0);
+    for (long k = 0; k <= (long)(n + 212); k++) {
+        ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+        wire_len = 0;
+        limit = k; /* the first real send moves k bytes at most (0: EAGAIN) */
+        program_write(FD, req, n);
+        cr_assert_eq(wire_len, n + 212, "k=%ld: all caller bytes plus 212 injected", k);
+        wire[wire_len] = '\0';
+        check_injected(line, rest);
+        cr_assert_eq(tp_collect(spans, 32), 0, "the span waits for the response");
+        ldprof_http_on_recv(FD, RESP, sizeof(RESP) - 1);
+        cr_assert_eq(tp_collect(spans, 32), 1, "k=%ld", k);
+        cr_assert_eq(spans[0].kind, LDPROF_KIND_HTTP);
+        cr_assert_str_eq(tp_field(&spans[0], "request.path", 0), "/api/v1/items");
+        cr_assert_str_eq(tp_field(&spans[0], "request.query", 0), "sort=asc");
+        cr_assert_str_eq(tp_field(&spans[0], "request.host", 0), "0.0.0.0");
+        cr_assert_str_eq(tp_field(&spans[0], "request.port", 0), "80");
+        cr_assert_str_eq(tp_field(&spans[0], "status_code", 1), "200");
+        cr_assert_eq(memcmp(spans[0].parent, ldprof_profile_base(), 16), 0,
+                     "a client trace's first spans hang off base_id");
+        ldprof_http_on_close(FD);
+    }
+}
+
+Test(preload_http, outbound_request_line_split_across_writes)
+{
+    static const char line[] = "POST /x HTTP/1.1\r\n";
+    static const char rest[] = "Content-Length: 2\r\n\r\nhi";
+
+    cr_assert_eq(ldprof_profile_start("SECRET_KEY"), 0);
+    ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+    wire_len = 0;
+    program_write(FD, "PO", 2);
+    program_write(FD, "ST /x HTT", 9);
+    program_write(FD, "P/1.1\r\nContent-Length: 2\r\n", 26);
+    program_write(FD, "\r\nhi", 4);
+    wire[wire_len] = '\0';
+    check_injected(line, rest);
+    /* keep-alive: the next request gets its own headers and span */
+    program_write(FD, "GET /y HTTP/1.1\r\n\r\n", 19);
+    cr_assert_not_null(strstr(wire, "GET /y HTTP/1.1\r\nX-Trace-Info: "));
+    ldprof_http_on_recv(FD, RESP, sizeof(RESP) - 1);
+    ldprof_http_on_recv(FD, CHUNKED, sizeof(CHUNKED) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 2);
+    cr_assert_str_eq(tp_field(&spans[0], "request.method", 0), "POST");
+    cr_assert_str_eq(tp_field(&spans[1], "request.path", 0), "/y");
+}
+
+Test(preload_http, outbound_without_a_trace_is_untouched)
+{
+    ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+    wire_len = 0;
+    program_write(FD, "GET / HTTP/1.1\r\n\r\n", 18);
+    cr_assert_eq(wire_len, 18);
+    ldprof_http_on_recv(FD, RESP, sizeof(RESP) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0);
+}
+
+Test(preload_http, outbound_non_http_protocols_are_left_alone)
+{
+    static const char resp_cmd[] = "*1\r\n$4\r\nPING\r\n";
+    static const char inline_cmd[] = "GET key\r\n"; /* Redis inline: no HTTP version */
+
+    cr_assert_eq(ldprof_profile_start("SECRET_KEY"), 0);
+    ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+    wire_len = 0;
+    program_write(FD, resp_cmd, sizeof(resp_cmd) - 1);
+    cr_assert_eq(wire_len, sizeof(resp_cmd) - 1);
+    cr_assert_not(ldprof_http_tracked(FD), "followed no longer");
+
+    ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+    wire_len = 0;
+    program_write(FD, inline_cmd, sizeof(inline_cmd) - 1);
+    cr_assert_eq(wire_len, sizeof(inline_cmd) - 1, "nothing injected");
+    cr_assert_eq(tp_collect(spans, 32), 0);
+}
+
+Test(preload_http, outbound_connection_closed_before_the_response)
+{
+    cr_assert_eq(ldprof_profile_start("SECRET_KEY"), 0);
+    ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+    wire_len = 0;
+    program_write(FD, "GET /gone HTTP/1.1\r\n\r\n", 22);
+    ldprof_http_on_recv(FD, RESP, 10);
+    ldprof_http_on_eof(FD);
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    cr_assert_str_eq(tp_field(&spans[0], "etype", 1), "ConnectionClosed");
+}
+
+Test(preload_http, outbound_close_delimited_response_ends_at_close)
+{
+    static const char resp[] = "HTTP/1.0 200 OK\r\n\r\nall of it";
+
+    cr_assert_eq(ldprof_profile_start("SECRET_KEY"), 0);
+    ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+    wire_len = 0;
+    program_write(FD, "GET /old HTTP/1.0\r\n\r\n", 21);
+    ldprof_http_on_recv(FD, resp, sizeof(resp) - 1);
+    cr_assert_eq(tp_collect(spans, 32), 0);
+    ldprof_http_on_close(FD); /* no read of the end of stream first */
+    cr_assert_eq(tp_collect(spans, 32), 1);
+    cr_assert_eq(spans[0].flags, 0);
+    cr_assert_str_eq(tp_field(&spans[0], "status_code", 1), "200");
+}
