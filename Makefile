@@ -161,7 +161,8 @@ $(UNIT): $(UNIT_OBJS) $(ZAQARD_LIB_OBJS) $(UNIT_PRELOAD_OBJS) | $(LIBLDPROF) $(T
 # make test = deps + build + private servers + both suites.  The servers are
 # started once (tests/env/with-services.sh) and stopped on exit, even when a
 # suite fails or the run is interrupted.
-TEST_ENV = LDPROF_BUILD=$(abspath $(O)) ZAQARD=$(abspath $(ZAQARD)) LDPROF_TOP=$(CURDIR)
+TEST_ENV = LDPROF_BUILD=$(abspath $(O)) ZAQARD=$(abspath $(ZAQARD)) LDPROF_TOP=$(CURDIR) \
+           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -183,12 +184,17 @@ deps:
 	$(Q)tests/env/deps.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/share/ldprof
+	install -d $(DESTDIR)$(PREFIX)/lib/ldprof $(DESTDIR)$(PREFIX)/share/ldprof \
+		$(DESTDIR)$(PREFIX)/share/doc/ldprof
+	install -m 0755 $(LIBLDPROF) $(DESTDIR)$(PREFIX)/lib/ldprof/libldprof.so
 	install -m 0644 profiler.ini $(DESTDIR)$(PREFIX)/share/ldprof/profiler.ini
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ldprof/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/share/ldprof/profiler.ini
-	-rmdir $(DESTDIR)$(PREFIX)/share/ldprof
+	rm -f $(DESTDIR)$(PREFIX)/lib/ldprof/libldprof.so \
+		$(DESTDIR)$(PREFIX)/share/ldprof/profiler.ini
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/ldprof
+	-rmdir $(DESTDIR)$(PREFIX)/lib/ldprof $(DESTDIR)$(PREFIX)/share/ldprof
 
 clean:
 	rm -rf $(O)
