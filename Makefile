@@ -129,6 +129,41 @@ ALL_TARGETS += $(LIBLDPROF) $(TARGETS)
 -include $(LDPROF_OBJS:.o=.d) $(UNIT_PRELOAD_OBJS:.o=.d) $(TARGETS:=.d)
 
 
+# ---------------------------------------------------------------- collector
+# ldprof-collectord (the daemon) and ldprof (the CLI).  collector/ depends on
+# include/ only (never on preload/ or hooks/).  Every collector/*.c except
+# the two main() files is also linked into the unit-test binary, with the
+# tests/unit/test_collector_*.c suites; the daemon and CLI suites run the two
+# binaries from $(LDPROF_BUILD)/collector/ (order-only prerequisites).
+COLL_PKGS := jansson libcrypto
+COLL_CFLAGS := $(call pc,--cflags,$(COLL_PKGS)) -Iinclude
+COLL_LIBS := $(call pc,--libs,$(COLL_PKGS))
+COLL_MAIN_SRCS := collector/collectord.c collector/cli.c
+COLL_LIB_SRCS := $(filter-out $(COLL_MAIN_SRCS),$(sort $(wildcard collector/*.c)))
+COLL_LIB_OBJS := $(COLL_LIB_SRCS:%.c=$(O)/%.o)
+COLL_UNIT_SRCS := $(sort $(wildcard tests/unit/test_collector_*.c))
+COLLECTORD := $(O)/collector/ldprof-collectord
+LDPROF_CLI := $(O)/collector/ldprof
+
+$(O)/collector/%.o: collector/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(COLL_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(COLLECTORD): $(O)/collector/collectord.o $(COLL_LIB_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(COLL_LIBS)
+
+$(LDPROF_CLI): $(O)/collector/cli.o $(COLL_LIB_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $^ $(COLL_LIBS)
+
+ALL_TARGETS += $(COLLECTORD) $(LDPROF_CLI)
+UNIT_OBJS += $(COLL_UNIT_SRCS:%.c=$(O)/%.o) $(COLL_LIB_OBJS)
+UNIT_LIBS += $(COLL_LIBS)
+$(UNIT): | $(COLLECTORD) $(LDPROF_CLI)
+-include $(COLL_LIB_OBJS:.o=.d) $(O)/collector/collectord.d $(O)/collector/cli.d
+
 .PHONY: all test unit e2e bench demo install uninstall deps clean help
 .DEFAULT_GOAL := all
 
@@ -186,12 +221,15 @@ deps:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/ldprof $(DESTDIR)$(PREFIX)/share/ldprof \
 		$(DESTDIR)$(PREFIX)/share/doc/ldprof
+	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(LIBLDPROF) $(DESTDIR)$(PREFIX)/lib/ldprof/libldprof.so
+	install -m 0755 $(COLLECTORD) $(LDPROF_CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 profiler.ini $(DESTDIR)$(PREFIX)/share/ldprof/profiler.ini
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ldprof/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/lib/ldprof/libldprof.so \
+	rm -f $(DESTDIR)$(PREFIX)/lib/ldprof/libldprof.so $(DESTDIR)$(PREFIX)/bin/ldprof \
+		$(DESTDIR)$(PREFIX)/bin/ldprof-collectord \
 		$(DESTDIR)$(PREFIX)/share/ldprof/profiler.ini
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/ldprof
 	-rmdir $(DESTDIR)$(PREFIX)/lib/ldprof $(DESTDIR)$(PREFIX)/share/ldprof

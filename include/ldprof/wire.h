@@ -6,6 +6,11 @@
  * batch as ONE datagram on a SOCK_DGRAM unix socket.  The collector trusts
  * nothing: it checks the magic, the version, every length against the
  * datagram's real size, and drops (and counts) anything that does not fit.
+ * (Every check, and the reason a rejected datagram is counted under, is
+ * listed in docs/formats.md §1.5; among them: reserved fields must be 0, no
+ * id may be all-zero, keys are dotted paths of printable ASCII without
+ * spaces or empty segments, INT values are exactly 8 bytes, JSON values must
+ * parse.  STR values need not be valid UTF-8: bad sequences become U+FFFD.)
  *
  * All integers are little-endian (the host order of every platform ldprof
  * supports; the collector rejects a big-endian magic).  Structures are packed

@@ -1,0 +1,177 @@
+/*
+ * collector/collectord.c - main() of ldprof-collectord: options, then
+ * coll_server_run().  Kept apart from server.c so the unit-test binary can
+ * link everything else.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "paths.h"
+#include "server.h"
+
+static const char usage[] =
+    "Usage: ldprof-collectord [OPTION]...\n"
+    "Receive ldprof span batches on a unix datagram socket and write one\n"
+    "OSProfiler-compatible JSON dump per trace.\n"
+    "\n"
+    "  --socket PATH      socket to listen on (default: $LDPROF_COLLECTOR, else\n"
+    "                     $XDG_RUNTIME_DIR/ldprof/collector.sock, else\n"
+    "                     /tmp/ldprof-$UID/collector.sock)\n"
+    "  --dir DIR          trace directory (default: $LDPROF_TRACE_DIR, else\n"
+    "                     $XDG_STATE_HOME/ldprof/traces, else\n"
+    "                     ~/.local/state/ldprof/traces, else /tmp/ldprof-$UID/traces)\n"
+    "  --idle-ms N        write a trace N ms after its last span (default 1000)\n"
+    "  --log FILE         log to FILE (default: stderr); SIGHUP reopens it\n"
+    "  --ready-file PATH  write our pid to PATH once listening (removed at exit)\n"
+    "  --stats-file PATH  counters as JSON (default: the socket path with .sock\n"
+    "                     replaced by .stats.json), rewritten every second\n"
+    "  --journal-max-mb N compact the journal beyond N MiB (default 64)\n"
+    "  --fsync MODE       each (default): fsync every dump before its rename;\n"
+    "                     batch: fsync only rewrites, one syncfs before the journal\n"
+    "                     drops spans (no span is lost either way; much faster)\n"
+    "  --debug            also log one line per written dump\n"
+    "  --foreground       run in the foreground (the default and only mode: use\n"
+    "                     systemd, or `ldprof-collectord &`, to run it in the background)\n"
+    "  --help             show this help\n"
+    "  --version          show the version\n"
+    "\n"
+    "SIGTERM/SIGINT: read what is queued, write every trace, remove the socket,\n"
+    "exit 0.  SIGHUP: reopen the log file.  Formats: docs/formats.md.\n";
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_SOCKET = 256, O_DIR, O_IDLE, O_LOG, O_READY, O_STATS, O_JMAX, O_FSYNC, O_DEBUG,
+           O_FG, O_HELP, O_VERSION };
+    static const struct option longopts[] = {
+        {"socket", required_argument, NULL, O_SOCKET},
+        {"dir", required_argument, NULL, O_DIR},
+        {"idle-ms", required_argument, NULL, O_IDLE},
+        {"log", required_argument, NULL, O_LOG},
+        {"ready-file", required_argument, NULL, O_READY},
+        {"stats-file", required_argument, NULL, O_STATS},
+        {"journal-max-mb", required_argument, NULL, O_JMAX},
+        {"fsync", required_argument, NULL, O_FSYNC},
+        {"debug", no_argument, NULL, O_DEBUG},
+        {"foreground", no_argument, NULL, O_FG},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    struct coll_opts o;
+    char sock[PATH_MAX], dir[PATH_MAX];
+    unsigned long v;
+    coll_opts_defaults(&o);
+
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_SOCKET:
+            o.socket_path = optarg;
+            break;
+        case O_DIR:
+            o.dir = optarg;
+            break;
+        case O_IDLE:
+            if (parse_uint(optarg, 86400000ul, &v) < 0) {
+                fprintf(stderr, "ldprof-collectord: --idle-ms: not a number of ms: '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o.idle_ms = (unsigned)v;
+            break;
+        case O_LOG:
+            o.log_path = optarg;
+            break;
+        case O_READY:
+            o.ready_file = optarg;
+            break;
+        case O_STATS:
+            o.stats_file = optarg;
+            break;
+        case O_JMAX:
+            if (parse_uint(optarg, 1ul << 20, &v) < 0 || v == 0) {
+                fprintf(stderr, "ldprof-collectord: --journal-max-mb: bad value '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o.journal_max = (size_t)v << 20;
+            break;
+        case O_FSYNC:
+            if (strcmp(optarg, "each") == 0)
+                o.fsync_batch = 0;
+            else if (strcmp(optarg, "batch") == 0)
+                o.fsync_batch = 1;
+            else {
+                fprintf(stderr, "ldprof-collectord: --fsync: 'each' or 'batch', not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_DEBUG:
+            coll_log_set_level(COLL_LOG_DEBUG);
+            break;
+        case O_FG:
+            break;
+        case O_HELP:
+            fputs(usage, stdout);
+            return 0;
+        case O_VERSION:
+            printf("ldprof-collectord %s\n", LDPROF_VERSION);
+            return 0;
+        case ':':
+            fprintf(stderr, "ldprof-collectord: option '%s' needs a value (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "ldprof-collectord: unknown option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ldprof-collectord: unexpected argument '%s' (see --help)\n",
+                argv[optind]);
+        return 2;
+    }
+    if (!o.socket_path) {
+        if (coll_default_socket(sock, sizeof sock) < 0) {
+            fprintf(stderr, "ldprof-collectord: default socket path too long\n");
+            return 1;
+        }
+        o.socket_path = sock;
+    }
+    if (!o.dir) {
+        if (coll_default_dir(dir, sizeof dir) < 0) {
+            fprintf(stderr, "ldprof-collectord: default trace directory too long\n");
+            return 1;
+        }
+        o.dir = dir;
+    }
+    if (coll_log_open(o.log_path) < 0) {
+        fprintf(stderr, "ldprof-collectord: cannot open log %s: %s\n", o.log_path,
+                strerror(errno));
+        return 1;
+    }
+    int rc = coll_server_run(&o);
+    coll_log_close();
+    return rc;
+}

@@ -1,0 +1,332 @@
+/*
+ * collector/events.c - span record -> OSProfiler events (see events.h).
+ */
+#include "events.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "json.h"
+
+static const char *const kind_names[LDPROF_KIND_MAX + 1] = {
+    [LDPROF_KIND_WSGI] = "wsgi",       [LDPROF_KIND_HTTP] = "http",
+    [LDPROF_KIND_DB] = "db",           [LDPROF_KIND_MONGODB] = "mongodb",
+    [LDPROF_KIND_REDIS] = "redis",     [LDPROF_KIND_POOLING] = "pooling",
+    [LDPROF_KIND_NET] = "net",
+};
+
+const char *coll_kind_name(unsigned kind)
+{
+    if (kind < 1 || kind > LDPROF_KIND_MAX)
+        return NULL;
+    return kind_names[kind];
+}
+
+/* ------------------------------------------------------------------ ids */
+
+void coll_uuid_fmt(const uint8_t id[16], char out[37])
+{
+    static const char hx[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hx[id[i] >> 4];
+        *o++ = hx[id[i] & 15];
+    }
+    *o = '\0';
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int coll_uuid_parse(const char *s, uint8_t out[16])
+{
+    if (strlen(s) != 36)
+        return -1;
+    int n = 0;
+    for (int i = 0; i < 36;) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return -1;
+            i++;
+            continue;
+        }
+        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ time */
+
+/* Howard Hinnant's days_from_civil / civil_from_days: proleptic Gregorian,
+ * valid for every year we can print, no time_t or TZ involved. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+void coll_ts_fmt_us(int64_t us, char out[32])
+{
+    int64_t days = us / 86400000000LL;
+    int64_t rem = us % 86400000000LL;
+    if (rem < 0) {
+        rem += 86400000000LL;
+        days--;
+    }
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    unsigned secs = (unsigned)(rem / 1000000);
+    unsigned frac = (unsigned)(rem % 1000000);
+    /* The modulos only tell the compiler the ranges (all already hold for
+     * years 1..9999, the range Python's datetime has). */
+    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06u", (unsigned)(y % 10000), m % 100,
+             d % 100, secs / 3600 % 24, secs / 60 % 60, secs % 60, frac % 1000000);
+}
+
+void coll_ts_fmt(uint64_t ns, char out[32])
+{
+    coll_ts_fmt_us((int64_t)(ns / 1000), out);
+}
+
+static int num(const char *s, size_t len, size_t *i, size_t mind, size_t maxd, int *v)
+{
+    size_t n = 0;
+    int x = 0;
+    while (*i < len && n < maxd && isdigit((unsigned char)s[*i])) {
+        x = x * 10 + (s[*i] - '0');
+        (*i)++;
+        n++;
+    }
+    if (n < mind)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int lit(const char *s, size_t len, size_t *i, char c)
+{
+    if (*i >= len || tolower((unsigned char)s[*i]) != tolower((unsigned char)c))
+        return -1;
+    (*i)++;
+    return 0;
+}
+
+int coll_ts_parse(const char *s, size_t len, int64_t *us)
+{
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    size_t i = 0;
+    int y, mo, d, h, mi, se, f;
+    if (num(s, len, &i, 4, 4, &y) || lit(s, len, &i, '-') ||
+        num(s, len, &i, 1, 2, &mo) || lit(s, len, &i, '-'))
+        return -1;
+    if (i < len && s[i] == ' ') /* Python's %d also takes " 5" */
+        i++;
+    if (num(s, len, &i, 1, 2, &d) || lit(s, len, &i, 'T') || num(s, len, &i, 1, 2, &h) ||
+        lit(s, len, &i, ':') || num(s, len, &i, 1, 2, &mi) || lit(s, len, &i, ':') ||
+        num(s, len, &i, 1, 2, &se) || lit(s, len, &i, '.'))
+        return -1;
+    size_t f0 = i;
+    if (num(s, len, &i, 1, 6, &f) || i != len)
+        return -1;
+    for (size_t k = i - f0; k < 6; k++)
+        f *= 10;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59)
+        return -1;
+    unsigned dim = mdays[mo - 1];
+    if (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        dim = 29;
+    if ((unsigned)d > dim)
+        return -1;
+    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    *us = ((days * 86400 + h * 3600 + mi * 60 + se) * 1000000LL) + f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ info */
+
+int coll_info_set_dotted(json_t *info, const char *key, size_t klen, json_t *value)
+{
+    if (!value)
+        return -1;
+    json_t *obj = info;
+    size_t seg = 0;
+    for (;;) {
+        const char *dot = memchr(key + seg, '.', klen - seg);
+        if (!dot)
+            break;
+        size_t n = (size_t)(dot - (key + seg));
+        json_t *child = json_object_getn(obj, key + seg, n);
+        if (!child) {
+            child = json_object();
+            if (!child || json_object_setn_new(obj, key + seg, n, child) < 0) {
+                json_decref(value);
+                return -1;
+            }
+        } else if (!json_is_object(child)) {
+            /* Path runs into a scalar: keep the field flat at the top. */
+            return json_object_setn_new(info, key, klen, value) < 0 ? -1 : 0;
+        }
+        obj = child;
+        seg = n + 1 + seg;
+    }
+    return json_object_setn_new(obj, key + seg, klen - seg, value) < 0 ? -1 : 0;
+}
+
+static json_t *str_value(const char *p, size_t n)
+{
+    struct coll_buf b;
+    coll_buf_init(&b);
+    if (coll_utf8_sanitize(&b, p, n) < 0) {
+        coll_buf_free(&b);
+        return NULL;
+    }
+    json_t *v = json_stringn(b.p ? b.p : "", b.len);
+    coll_buf_free(&b);
+    return v;
+}
+
+static json_t *opt_str(const struct coll_str *s)
+{
+    return s->p ? str_value(s->p, s->len) : json_null();
+}
+
+static json_t *make_event(const char *kind, const char *suffix, const char *ids[3],
+                          const char *ts)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s-%s", kind, suffix);
+    json_t *ev = json_object();
+    if (!ev)
+        return NULL;
+    if (json_object_set_new(ev, "name", json_string(name)) < 0 ||
+        json_object_set_new(ev, "base_id", json_string(ids[0])) < 0 ||
+        json_object_set_new(ev, "trace_id", json_string(ids[1])) < 0 ||
+        json_object_set_new(ev, "parent_id", json_string(ids[2])) < 0 ||
+        json_object_set_new(ev, "timestamp", json_string(ts)) < 0) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+static int finish_event(json_t *ev, json_t *info, const struct coll_proc *proc,
+                        json_t *host)
+{
+    /* host last, or in place if a field already used the name (dict
+     * assignment in OSProfiler's profiler._notify). */
+    if (json_object_set_new(info, "host", host) < 0)
+        return -1;
+    if (json_object_set(ev, "info", info) < 0 ||
+        json_object_set_new(ev, "project", opt_str(&proc->project)) < 0 ||
+        json_object_set_new(ev, "service", opt_str(&proc->service)) < 0)
+        return -1;
+    return 0;
+}
+
+int coll_events_build(const struct coll_proc *proc, const struct coll_span *sp,
+                      const char *fallback_host, json_t **start, json_t **stop)
+{
+    const char *kind = coll_kind_name(sp->hdr.kind);
+    char base[37], trace[37], parent[37], ts0[32], ts1[32];
+    const char *ids[3] = {base, trace, parent};
+    json_t *s_ev = NULL, *e_ev = NULL, *s_info = NULL, *e_info = NULL;
+    int unfinished = (sp->hdr.flags & LDPROF_SPAN_UNFINISHED) != 0;
+
+    *start = *stop = NULL;
+    if (!kind)
+        return -1;
+    coll_uuid_fmt(sp->hdr.base_id, base);
+    coll_uuid_fmt(sp->hdr.trace_id, trace);
+    coll_uuid_fmt(sp->hdr.parent_id, parent);
+    coll_ts_fmt(sp->hdr.start_ns, ts0);
+    coll_ts_fmt(sp->hdr.end_ns, ts1);
+
+    s_info = json_object();
+    e_info = json_object();
+    s_ev = make_event(kind, "start", ids, ts0);
+    if (!unfinished)
+        e_ev = make_event(kind, "stop", ids, ts1);
+    if (!s_info || !e_info || !s_ev || (!unfinished && !e_ev))
+        goto fail;
+
+    struct coll_tlv_iter it;
+    struct coll_tlv t;
+    coll_tlv_begin(&it, sp->info, sp->info_len);
+    while (coll_tlv_next(&it, &t)) {
+        json_t *v = NULL;
+        if (t.type == LDPROF_TLV_STR) {
+            v = str_value((const char *)t.val, t.vlen);
+        } else if (t.type == LDPROF_TLV_INT) {
+            v = json_integer(t.ival);
+        } else {
+            json_error_t je;
+            v = json_loadb((const char *)t.val, t.vlen, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                           &je);
+        }
+        if (!v)
+            goto fail;
+        if (coll_info_set_dotted(t.stop ? e_info : s_info, t.key.p, t.key.len, v) < 0)
+            goto fail;
+    }
+    if (sp->hdr.flags & LDPROF_SPAN_TRUNCATED) {
+        if (coll_info_set_dotted(s_info, "ldprof.truncated", 16, json_true()) < 0)
+            goto fail;
+    }
+    json_t *host = proc->host.p ? str_value(proc->host.p, proc->host.len)
+                                : json_string(fallback_host ? fallback_host : "");
+    if (!host)
+        goto fail;
+    if (finish_event(s_ev, s_info, proc, json_incref(host)) < 0) {
+        json_decref(host);
+        goto fail;
+    }
+    if (e_ev && finish_event(e_ev, e_info, proc, json_incref(host)) < 0) {
+        json_decref(host);
+        goto fail;
+    }
+    json_decref(host);
+    json_decref(s_info);
+    json_decref(e_info);
+    *start = s_ev;
+    *stop = e_ev;
+    return 0;
+fail:
+    json_decref(s_info);
+    json_decref(e_info);
+    json_decref(s_ev);
+    json_decref(e_ev);
+    return -1;
+}

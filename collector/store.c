@@ -1,0 +1,265 @@
+/*
+ * collector/store.c - dumps and journal on disk (see store.h).
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_fd(int fd, struct coll_buf *out)
+{
+    char tmp[65536];
+    for (;;) {
+        ssize_t r = read(fd, tmp, sizeof tmp);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+        if (coll_buf_add(out, tmp, (size_t)r) < 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+}
+
+int coll_read_file(const char *path, struct coll_buf *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = read_fd(fd, out);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* Atomic write of `name` relative to dirfd. */
+static int write_atomic_at(int dirfd, const char *name, const char *data, size_t len,
+                           int do_fsync)
+{
+    char tmp[NAME_MAX + 64];
+    if (snprintf(tmp, sizeof tmp, ".%s.tmp.%ld", name, (long)getpid()) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    if (write_all(fd, data, len) < 0 || (do_fsync && fsync(fd) < 0)) {
+        int e = errno;
+        close(fd);
+        unlinkat(dirfd, tmp, 0);
+        errno = e;
+        return -1;
+    }
+    if (close(fd) < 0 || renameat(dirfd, tmp, dirfd, name) < 0) {
+        int e = errno;
+        unlinkat(dirfd, tmp, 0);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int coll_write_file_atomic(const char *path, const char *data, size_t len, int do_fsync)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) {
+        size_t n = (size_t)(slash - path);
+        if (n == 0)
+            n = 1; /* "/file" */
+        if (n >= sizeof dir) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int rc = write_atomic_at(dfd, base, data, len, do_fsync);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return rc;
+}
+
+static int open_journal(struct coll_store *s)
+{
+    s->jfd = openat(s->dirfd, COLL_JOURNAL_NAME,
+                    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->jfd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(s->jfd, &st) < 0)
+        return -1;
+    s->jsize = st.st_size;
+    s->jdirty = 0;
+    return 0;
+}
+
+int coll_store_open(struct coll_store *s, const char *dir, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->jfd = -1;
+    s->sync_each = 1;
+    if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
+        snprintf(err, errlen, "directory path too long");
+        return -1;
+    }
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (open_journal(s) < 0) {
+        snprintf(err, errlen, "cannot open %s/%s: %s", dir, COLL_JOURNAL_NAME,
+                 strerror(errno));
+        close(s->dirfd);
+        s->dirfd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+void coll_store_close(struct coll_store *s)
+{
+    if (s->jfd >= 0) {
+        coll_store_journal_sync(s);
+        close(s->jfd);
+    }
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    s->jfd = s->dirfd = -1;
+}
+
+int coll_store_journal_append(struct coll_store *s, const char *data, size_t len)
+{
+    if (write_all(s->jfd, data, len) < 0) {
+        /* Cut a partial write off (ENOSPC...): the next append must start
+         * on a line of its own. */
+        int e = errno;
+        int best_effort = ftruncate(s->jfd, s->jsize);
+        (void)best_effort;
+        errno = e;
+        return -1;
+    }
+    s->jsize += (off_t)len;
+    s->jdirty = 1;
+    return 0;
+}
+
+int coll_store_journal_sync(struct coll_store *s)
+{
+    if (!s->jdirty)
+        return 0;
+    if (fdatasync(s->jfd) < 0)
+        return -1;
+    s->jdirty = 0;
+    return 0;
+}
+
+long coll_store_journal_read(struct coll_store *s,
+                             void (*cb)(void *arg, const char *line, size_t len), void *arg)
+{
+    int fd = openat(s->dirfd, COLL_JOURNAL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long count = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        size_t len = (size_t)n;
+        if (line[len - 1] == '\n')
+            len--;
+        cb(arg, line, len);
+        count++;
+    }
+    int bad = ferror(f);
+    free(line);
+    fclose(f);
+    return bad ? -1 : count;
+}
+
+int coll_store_journal_truncate(struct coll_store *s)
+{
+    if (ftruncate(s->jfd, 0) < 0 || fdatasync(s->jfd) < 0)
+        return -1;
+    s->jsize = 0;
+    s->jdirty = 0;
+    return 0;
+}
+
+int coll_store_journal_replace(struct coll_store *s, const char *data, size_t len)
+{
+    coll_store_journal_sync(s);
+    if (write_atomic_at(s->dirfd, COLL_JOURNAL_NAME, data, len, 1) < 0)
+        return -1;
+    if (fsync(s->dirfd) < 0)
+        return -1;
+    close(s->jfd);
+    return open_journal(s);
+}
+
+int coll_store_read_dump(struct coll_store *s, const char *base_id, struct coll_buf *out)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.json", base_id);
+    int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : -1;
+    int rc = read_fd(fd, out);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int coll_store_write_dump(struct coll_store *s, const char *base_id, const char *data,
+                          size_t len, int rewrite)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.json", base_id);
+    return write_atomic_at(s->dirfd, name, data, len, s->sync_each || rewrite);
+}
+
+int coll_store_sync_dir(struct coll_store *s)
+{
+    return s->sync_each ? fsync(s->dirfd) : syncfs(s->dirfd);
+}

@@ -1,0 +1,208 @@
+/*
+ * test_collector_store.c - collector/store.c (dumps, journal) and the
+ * journal line format of collector/trace.c.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "collector/json.h"
+#include "collector/store.h"
+#include "collector/trace.h"
+
+static char tmpdir[64];
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/ldprof-st.XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        cr_log_warn("cleanup failed");
+}
+
+TestSuite(collector_store, .init = setup, .fini = teardown);
+
+static size_t entries(void)
+{
+    DIR *d = opendir(tmpdir);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+struct lines {
+    char text[8][128];
+    size_t n;
+};
+
+static void collect(void *arg, const char *line, size_t len)
+{
+    struct lines *l = arg;
+    if (l->n < 8)
+        snprintf(l->text[l->n++], 128, "%.*s", (int)len, line);
+}
+
+Test(collector_store, journal_append_read_truncate_replace)
+{
+    struct coll_store s;
+    char err[256];
+    cr_assert_eq(coll_store_open(&s, tmpdir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(s.jsize, 0);
+    cr_assert_eq(coll_store_journal_append(&s, "a\nbb\n", 5), 0);
+    cr_assert_eq(coll_store_journal_append(&s, "torn", 4), 0);
+    cr_assert_eq(s.jsize, 9);
+    cr_assert_eq(coll_store_journal_sync(&s), 0);
+    struct lines l = {0};
+    cr_assert_eq(coll_store_journal_read(&s, collect, &l), 3);
+    cr_assert_str_eq(l.text[0], "a");
+    cr_assert_str_eq(l.text[1], "bb");
+    cr_assert_str_eq(l.text[2], "torn");
+
+    cr_assert_eq(coll_store_journal_replace(&s, "x\n", 2), 0);
+    cr_assert_eq(s.jsize, 2);
+    cr_assert_eq(coll_store_journal_append(&s, "y\n", 2), 0);
+    memset(&l, 0, sizeof l);
+    cr_assert_eq(coll_store_journal_read(&s, collect, &l), 2);
+    cr_assert_str_eq(l.text[1], "y");
+
+    cr_assert_eq(coll_store_journal_truncate(&s), 0);
+    cr_assert_eq(coll_store_journal_append(&s, "z\n", 2), 0);
+    memset(&l, 0, sizeof l);
+    cr_assert_eq(coll_store_journal_read(&s, collect, &l), 1);
+    cr_assert_str_eq(l.text[0], "z");
+    coll_store_close(&s);
+
+    /* reopening keeps the journal and its size */
+    cr_assert_eq(coll_store_open(&s, tmpdir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(s.jsize, 2);
+    coll_store_close(&s);
+    cr_assert_eq(entries(), 1, "only journal.jsonl, no temporary files");
+}
+
+Test(collector_store, dumps_are_written_atomically)
+{
+    struct coll_store s;
+    char err[256];
+    cr_assert_eq(coll_store_open(&s, tmpdir, err, sizeof err), 0, "%s", err);
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_store_read_dump(&s, "5ca1ab1e-0000-4000-8000-000000000000", &b), 1);
+    cr_assert_eq(coll_store_write_dump(&s, "5ca1ab1e-0000-4000-8000-000000000000", "{}\n", 3, 0), 0);
+    cr_assert_eq(coll_store_write_dump(&s, "5ca1ab1e-0000-4000-8000-000000000000", "[1]\n", 4, 1), 0);
+    cr_assert_eq(coll_store_sync_dir(&s), 0);
+    cr_assert_eq(coll_store_read_dump(&s, "5ca1ab1e-0000-4000-8000-000000000000", &b), 0);
+    cr_assert_eq(b.len, 4);
+    cr_assert_str_eq(b.p, "[1]\n");
+    char path[128];
+    snprintf(path, sizeof path, "%s/5ca1ab1e-0000-4000-8000-000000000000.json", tmpdir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(entries(), 2, "journal + dump, no temporary file left");
+    /* batch mode: same files, sync through syncfs */
+    s.sync_each = 0;
+    cr_assert_eq(coll_store_write_dump(&s, "5ca1ab1e-0000-4000-8000-000000000000", "[2]\n", 4, 0), 0);
+    cr_assert_eq(coll_store_sync_dir(&s), 0);
+    coll_buf_reset(&b);
+    cr_assert_eq(coll_store_read_dump(&s, "5ca1ab1e-0000-4000-8000-000000000000", &b), 0);
+    cr_assert_str_eq(b.p, "[2]\n");
+    coll_buf_free(&b);
+    coll_store_close(&s);
+
+    snprintf(path, sizeof path, "%s/stats.json", tmpdir);
+    cr_assert_eq(coll_write_file_atomic(path, "1", 1, 0), 0);
+    cr_assert_eq(coll_write_file_atomic(path, "22", 2, 1), 0);
+    coll_buf_init(&b);
+    cr_assert_eq(coll_read_file(path, &b), 0);
+    cr_assert_str_eq(b.p, "22");
+    coll_buf_free(&b);
+    cr_assert_eq(entries(), 3);
+}
+
+Test(collector_store, open_fails_cleanly)
+{
+    struct coll_store s;
+    char err[256], path[128];
+    snprintf(path, sizeof path, "%s/missing", tmpdir);
+    cr_assert_eq(coll_store_open(&s, path, err, sizeof err), -1);
+    cr_assert_not_null(strstr(err, "missing"), "%s", err);
+}
+
+static json_t *event(const char *name, const char *trace, const char *ts)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s},s:s,s:n}", "name", name, "base_id",
+                     "5ca1ab1e-0000-4000-8000-000000000000", "trace_id", trace, "parent_id",
+                     "p", "timestamp", ts, "info", "host", "h", "project", "demo", "service");
+}
+
+Test(collector_store, journal_lines)
+{
+    json_t *s = event("db-start", "t1", "2024-01-02T03:04:05.000100");
+    json_t *e = event("db-stop", "t1", "2024-01-02T03:04:05.000200");
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_journal_line(&b, "5ca1ab1e-0000-4000-8000-000000000000",
+                                   json_object_get(s, "trace_id"), s, e),
+                 0);
+    cr_assert_str_eq(
+        b.p,
+        "{\"v\": 1, \"base_id\": \"5ca1ab1e-0000-4000-8000-000000000000\", \"trace_id\": \"t1\", "
+        "\"events\": [{\"name\": \"db-stop\", \"base_id\": \"5ca1ab1e-0000-4000-8000-000000000000\", "
+        "\"trace_id\": \"t1\", \"parent_id\": \"p\", \"timestamp\": \"2024-01-02T03:04:05.000200\", "
+        "\"info\": {\"host\": \"h\"}, \"project\": \"demo\", \"service\": null}, {\"name\": "
+        "\"db-start\", \"base_id\": \"5ca1ab1e-0000-4000-8000-000000000000\", \"trace_id\": "
+        "\"t1\", \"parent_id\": \"p\", \"timestamp\": \"2024-01-02T03:04:05.000100\", \"info\": "
+        "{\"host\": \"h\"}, \"project\": \"demo\", \"service\": null}]}");
+    char base[64];
+    json_t *evs = coll_journal_parse(b.p, b.len, base);
+    cr_assert_not_null(evs);
+    cr_assert_str_eq(base, "5ca1ab1e-0000-4000-8000-000000000000");
+    cr_assert_eq(json_array_size(evs), 2);
+    cr_assert(json_equal(json_array_get(evs, 0), e));
+    json_decref(evs);
+
+    /* every proper prefix (a torn line) is refused */
+    for (size_t n = 0; n < b.len; n++)
+        cr_assert_null(coll_journal_parse(b.p, n, base), "prefix %zu", n);
+    const char *bad[] = {"{}", "[]", "{\"v\": 2, \"base_id\": \"x\", \"events\": [{}]}",
+                         "{\"v\": 1, \"base_id\": \"x\", \"events\": []}",
+                         "{\"v\": 1, \"base_id\": \"x\", \"events\": [{\"trace_id\": \"t\"}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_null(coll_journal_parse(bad[i], strlen(bad[i]), base), "%s", bad[i]);
+    coll_buf_free(&b);
+    json_decref(s);
+    json_decref(e);
+}
+
+Test(collector_store, trace_merge_rules)
+{
+    struct coll_trace *t = coll_trace_new("b");
+    json_t *s = event("db-start", "t1", "2024-01-02T03:04:05.000100");
+    json_t *e = event("db-stop", "t1", "2024-01-02T03:04:05.000200");
+    cr_assert_eq(coll_trace_add_span(t, s, NULL), 1, "unfinished span");
+    cr_assert_eq(coll_trace_add_span(t, s, NULL), 0, "same again: no change");
+    cr_assert_eq(coll_trace_add_span(t, s, e), 1, "now finished");
+    cr_assert_eq(t->n, 1);
+    cr_assert_eq(coll_trace_add_span(t, s, NULL), 0, "a stop is never lost");
+    cr_assert_not_null(t->v[0].stop);
+    json_t *bad = json_pack("{s:s}", "name", "x-start");
+    cr_assert_eq(coll_trace_add_event(t, bad), -1);
+    json_decref(bad);
+    coll_trace_free(t);
+    json_decref(s);
+    json_decref(e);
+}
