@@ -174,16 +174,23 @@ int ldprof_codec_set_impl(enum ldprof_impl impl);
  *     "not traceable": rejected with LDPROF_TRACE_NOT_UUID although
  *     OSProfiler would have traced it.
  *
- * Deliberate differences from Python (all of them reject where Python
- * would not, or vice versa only in the reason):
- *  - X-Trace-Info longer than LDPROF_TRACE_INFO_MAX: rejected unchecked.
- *  - X-Trace-Info with a non-ASCII byte: rejected before any HMAC (Python
- *    can never decode such a value either, so the verdict is the same).
+ * Deliberate differences from Python.  None of them accepts a header that
+ * OSProfiler refuses; the only one that changes an accepted header's ids
+ * is the case of the UUID text:
+ *  - Step 5 above: ids that are not UUID texts are refused.
+ *  - An upper-case UUID is accepted and carried on in lower case (the ids
+ *    are bytes), where OSProfiler would keep the text as sent; its storage
+ *    keys and `trace show` are case-sensitive (§8.2), so a trace started
+ *    with an upper-case id would be split between Python services and
+ *    ldprof ones.  OSProfiler clients always send lower case.
+ *  - X-Trace-Info longer than LDPROF_TRACE_INFO_MAX: refused unchecked.
+ *  - X-Trace-Info with a non-ASCII byte: refused before any HMAC (Python
+ *    can never decode such a value either: same verdict, other reason).
  *  - Containers nested more than 64 deep inside an hmac_key value are
- *    rejected (Python: up to its recursion limit).
+ *    refused (Python: up to its recursion limit).
  *  - A parent_id number that is non-zero as written but underflows to 0.0
- *    as a double (1e-400) counts as true, so it is rejected.
- *  - Step 5 above.
+ *    as a double (1e-400) counts as true, so it is refused (Python: false,
+ *    parent = base_id).
  *
  * Returns the matched key index (>= 0) with @out filled, or -1.  If @out is
  * not NULL, out->verdict and out->key_index are always set (key_index is

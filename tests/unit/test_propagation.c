@@ -1307,7 +1307,7 @@ static void b64_encode(const struct buf *in, struct buf *out, int urlsafe, int p
  * same key and ids, or refused; the one allowed difference is "traced by
  * Python, but the ids are not UUIDs" -> LDPROF_TRACE_NOT_UUID.
  */
-Test(propagation, differential_fuzz_against_python, .timeout = 300)
+Test(propagation, differential_fuzz_against_python)
 {
     static const char *const seeds[] = {
         "{\"base_id\": \"11111111-2222-4333-8444-555555555555\", \"parent_id\": "
