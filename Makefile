@@ -213,7 +213,8 @@ bench: deps
 	@echo "make bench: the benchmarks arrive with the profiler (issue: performance)."
 
 demo: deps
-	@echo "make demo: coming with the profiler (libldprof.so); for now: make test."
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)LDPROF_BUILD=$(abspath $(O)) ZAQARD=$(abspath $(ZAQARD)) tests/demo.sh
 
 deps:
 	$(Q)tests/env/deps.sh

@@ -696,6 +696,19 @@ static int cmd_run(int argc, char **argv)
     }
     snprintf(pre, plen, "%s%s%s", lib, old && *old ? ":" : "", old && *old ? old : "");
 
+    /* Profile mode: the trace id is chosen here and handed down
+     * (LDPROF_TRACE_BASE), so it can be printed once CMD has ended even when
+     * CMD leaves without running destructors (dash and others _exit()). */
+    char trace_base[37] = "";
+    if (profile) {
+        uint8_t id[16];
+        const char *inh = getenv("LDPROF_TRACE_BASE");
+        if (inh && coll_uuid_parse(inh, id) == 0)
+            coll_uuid_fmt(id, trace_base);
+        else if (coll_uuid4(id) == 0)
+            coll_uuid_fmt(id, trace_base);
+    }
+
     pid_t child = fork();
     if (child < 0) {
         err("run: fork: %s", strerror(errno));
@@ -705,8 +718,11 @@ static int cmd_run(int argc, char **argv)
     if (child == 0) {
         setenv("LD_PRELOAD", pre, 1);
         setenv("LDPROF_COLLECTOR", sock, 1);
-        if (profile)
+        if (profile) {
             setenv("LDPROF_PROFILE", profile, 1);
+            if (trace_base[0])
+                setenv("LDPROF_TRACE_BASE", trace_base, 1);
+        }
         execvp(cmd[0], cmd);
         int e = errno;
         fprintf(stderr, "ldprof: run: cannot run %s: %s\n", cmd[0], strerror(e));
@@ -726,6 +742,8 @@ static int cmd_run(int argc, char **argv)
     while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
     int status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+    if (trace_base[0])
+        fprintf(stderr, "Trace ID: %s\nShow it: ldprof trace show %s\n", trace_base, trace_base);
 
     if (coll > 0) {
         kill(coll, SIGTERM);
