@@ -75,7 +75,11 @@ ALL_TARGETS := $(ZAQARD) $(UNIT)
 # so the library does not link libcrypto.
 LDPROF_SRCS := $(sort $(wildcard preload/*.c) $(wildcard hooks/*.c))
 LDPROF_OBJS := $(LDPROF_SRCS:%.c=$(O)/pic/%.o)
-LIB_CFLAGS := -fPIC -fvisibility=hidden -Iinclude -I. -Ipreload
+# The driver hooks (hooks/mongoc.c, hiredis.c, libpq.c) need the drivers'
+# headers for their types only: the library never links a driver, it finds
+# the real functions with dlsym(RTLD_NEXT) on first call.
+DRIVER_PKGS := libmongoc-1.0 hiredis libpq
+LIB_CFLAGS := -fPIC -fvisibility=hidden -Iinclude -I. -Ipreload $(call pc,--cflags,$(DRIVER_PKGS))
 LIB_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now -Wl,-z,relro \
                -Wl,--version-script=preload/libldprof.map
 LIB_LIBS := -lhttp_parser -linih -ldl -lpthread
@@ -100,7 +104,7 @@ UNIT_PRELOAD_OBJS := $(UNIT_PRELOAD_SRCS:%.c=$(O)/%.o)
 $(O)/preload/%.o: preload/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude -I. -Ipreload $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude -I. -Ipreload $(call pc,--cflags,$(DRIVER_PKGS)) $(CFLAGS) -c $< -o $@
 # Append to the unit binary: objects, include paths, libraries.
 UNIT_CFLAGS += -Iinclude -I. -Ipreload
 UNIT_LIBS += -lhttp_parser -linih -ldl -lcrypto
@@ -111,7 +115,8 @@ UNIT_LIBS += -lhttp_parser -linih -ldl -lcrypto
 # tests/targets/lib*.c are shared libraries (libctor.so: a constructor that
 # calls hooked functions before ours has run); the rest are programs.
 # -D_FORTIFY_SOURCE=2 so that the __read_chk/__recv_chk wrappers are used.
-TARGET_CFLAGS := -D_FORTIFY_SOURCE=2
+TARGET_CFLAGS := -D_FORTIFY_SOURCE=2 $(call pc,--cflags,$(DRIVER_PKGS))
+TARGET_LIBS := $(call pc,--libs,$(DRIVER_PKGS)) -lpthread
 TARGET_SRCS := $(sort $(filter-out tests/targets/lib%.c,$(wildcard tests/targets/*.c)))
 TARGET_LIB_SRCS := $(sort $(wildcard tests/targets/lib*.c))
 TARGETS := $(TARGET_SRCS:tests/targets/%.c=$(O)/tests/targets/%) \
@@ -123,7 +128,7 @@ $(O)/tests/targets/%.so: tests/targets/%.c
 $(O)/tests/targets/%: tests/targets/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+	$(Q)$(CC) $(BASE_CFLAGS) $(TARGET_CFLAGS) $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $< $(TARGET_LIBS)
 
 ALL_TARGETS += $(LIBLDPROF) $(TARGETS)
 -include $(LDPROF_OBJS:.o=.d) $(UNIT_PRELOAD_OBJS:.o=.d) $(TARGETS:=.d)
