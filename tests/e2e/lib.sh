@@ -414,3 +414,219 @@ expect_error() {
 
 # jbody JQ: jq -r JQ of the last body (for picking values out).
 jbody() { jq -r "$1" <<<"$BODY"; }
+
+# ------------------------------------------------------------------ ldprof (tests 2x)
+#
+#   ldprof_need         fail unless build/libldprof.so, ldprof-collectord and
+#                       ldprof are built; sets LDPROF_LIB, LDPROF_CLI,
+#                       LDPROF_COLLECTORD (from $LDPROF_BUILD)
+#   collector_start NAME [ARGS...]
+#                       start ldprof-collectord on its own socket
+#                       $E2E_TMP/coll-NAME/c.sock, dumps in .../traces,
+#                       --idle-ms 300 unless ARGS give one; wait for its ready
+#                       file; set COLL_SOCK, COLL_DIR, COLL_STATS, COLL_LOG,
+#                       COLL_PID (and CO_SOCK[NAME], CO_DIR[NAME], ...).
+#                       Stopped by collector_stop or at exit.
+#   collector_stop NAME SIGTERM; fails unless it exits 0 within 10 s (it
+#                       writes every trace it holds first)
+#   preload_wrapper FILE VAR=VALUE...
+#                       write an executable FILE that runs its arguments with
+#                       LD_PRELOAD=$LDPROF_LIB and the given variables (values
+#                       may hold spaces): ZAQARD_WRAPPER=FILE zaqard_start ...
+#   trace_headers KEY [BASE_ID [PARENT_ID]]
+#                       headers from `ldprof headers`: sets TH (two -H
+#                       arguments for req), TH_INFO, TH_HMAC, TH_BASE
+#   dumps [DIR]         the trace dumps of DIR (default $COLL_DIR), sorted
+#   wait_dump BASE_ID NSPANS [SECS]
+#                       wait (bounded, default 10 s) until $COLL_DIR/BASE_ID.json
+#                       exists and holds at least NSPANS http/wsgi spans
+#                       (driver spans not counted)
+#   wait_until SECS DESC CMD...
+#                       poll CMD every 0.1 s; fail "DESC" after SECS
+#   jq_expect FILE JQ EXPECTED [WHAT]
+#                       jq JQ on FILE must give EXPECTED (compared as JSON
+#                       values, several results as an array); else fail
+#   JQ_SPANS            jq definitions: `spans` flattens a dump into one object
+#                       per span {name, trace_id, parent_id, base_id, service,
+#                       project, host, start, stop, nchildren, ncore, depth,
+#                       anc} (start/stop: the raw start/stop event; ncore: the
+#                       children that are not driver spans; anc: the names of
+#                       the ancestors), `core_spans` only the http and wsgi
+#                       ones, `is_driver` (db, redis, mongodb, pooling, net),
+#                       e.g. jq "$JQ_SPANS [spans] | length" FILE
+#   dump_sane FILE BASE_ID
+#                       every span of the dump has that base_id and a known
+#                       name, and every driver span (db, redis, mongodb,
+#                       pooling, net) lies under a wsgi span: the checks that
+#                       let a test assert on the http/wsgi skeleton only
+declare -A CO_SOCK=() CO_DIR=() CO_STATS=() CO_LOG=() CO_PID=() CO_HOME=()
+
+JQ_SPANS='def is_driver: .name | IN("db", "redis", "mongodb", "pooling", "net");
+  def _spans($d; $anc): .children[]? | ({name: .info.name, trace_id, parent_id,
+    base_id: (.info["meta.raw_payload.\(.info.name)-start"].base_id // .info["meta.raw_payload.\(.info.name)-stop"].base_id),
+    service: .info.service, project: .info.project, host: .info.host,
+    start: .info["meta.raw_payload.\(.info.name)-start"],
+    stop: .info["meta.raw_payload.\(.info.name)-stop"],
+    nchildren: (.children | length),
+    ncore: ([.children[] | select(.info.name | IN("db", "redis", "mongodb", "pooling", "net") | not)] | length),
+    depth: $d, anc: $anc}, _spans($d + 1; $anc + [.info.name]));
+  def spans: _spans(1; []);
+  def core_spans: spans | select(is_driver | not);'
+
+ldprof_need() {
+    local b=${LDPROF_BUILD:-${LDPROF_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/build} f
+    LDPROF_LIB=$b/libldprof.so LDPROF_CLI=$b/collector/ldprof LDPROF_COLLECTORD=$b/collector/ldprof-collectord
+    for f in "$LDPROF_LIB" "$LDPROF_CLI" "$LDPROF_COLLECTORD"; do
+        [ -e "$f" ] || { REQ="(ldprof_need)" STATUS="" BODY=""; fail "not built: $f (run make all)"; }
+    done
+    command -v jq >/dev/null || { REQ="(ldprof_need)" STATUS="" BODY=""; fail "jq is not installed"; }
+}
+
+collector_start() {
+    local name=$1 home i has_idle=0 a
+    shift
+    home="$E2E_TMP/coll-$name"
+    mkdir -p -m 700 "$home"
+    for a in "$@"; do [[ $a == --idle-ms* ]] && has_idle=1; done
+    local args=(--socket "$home/c.sock" --dir "$home/traces" --ready-file "$home/ready" --log "$home/collector.log")
+    [ $has_idle = 1 ] || args+=(--idle-ms 300)
+    args+=("$@")
+    printf 'collector_start %s: %s %s\n' "$name" "$LDPROF_COLLECTORD" "${args[*]}"
+    rm -f "$home/rc" "$home/pid"
+    (
+        "$LDPROF_COLLECTORD" "${args[@]}" >>"$home/collector.out" 2>&1 </dev/null &
+        echo $! >"$home/pid"
+        wait $!
+        echo $? >"$home/rc"
+    ) &
+    CO_HOME[$name]=$home CO_SOCK[$name]=$home/c.sock CO_DIR[$name]=$home/traces
+    CO_STATS[$name]=$home/c.stats.json CO_LOG[$name]=$home/collector.log
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$home/pid" ] && CO_PID[$name]=$(cat "$home/pid")
+        if [ -e "$home/rc" ]; then
+            cat "$home/collector.out" "$home/collector.log" >&2 2>/dev/null
+            REQ="collector_start $name" STATUS="" BODY=""
+            fail "ldprof-collectord $name exited with status $(cat "$home/rc") while starting"
+        fi
+        if [ -s "$home/ready" ] && [ -S "$home/c.sock" ]; then
+            COLL_SOCK=${CO_SOCK[$name]} COLL_DIR=${CO_DIR[$name]} COLL_STATS=${CO_STATS[$name]}
+            COLL_LOG=${CO_LOG[$name]} COLL_PID=${CO_PID[$name]}
+            echo "collector $name (pid $COLL_PID) ready on $COLL_SOCK"
+            return 0
+        fi
+        sleep 0.1
+    done
+    REQ="collector_start $name" STATUS="" BODY=""
+    fail "ldprof-collectord $name not ready within 10 s"
+}
+
+# _collector_halt NAME: SIGTERM, wait (bounded); 0 only on exit status 0.
+_collector_halt() {
+    local name=$1 home=${CO_HOME[$1]:-} pid i
+    [ -n "$home" ] || return 0
+    unset "CO_HOME[$name]"
+    pid=${CO_PID[$name]:-}
+    [ -n "$pid" ] && [ ! -e "$home/rc" ] && kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 500; i++)); do
+        [ -e "$home/rc" ] && break
+        sleep 0.02
+    done
+    if [ ! -e "$home/rc" ]; then
+        echo "FAIL: ldprof-collectord $name (pid $pid) still running 10 s after SIGTERM; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null
+        return 1
+    fi
+    if [ "$(cat "$home/rc")" != 0 ]; then
+        echo "FAIL: ldprof-collectord $name exited with status $(cat "$home/rc"); log tail:" >&2
+        tail -n 20 "$home/collector.log" "$home/collector.out" >&2 2>/dev/null
+        return 1
+    fi
+    return 0
+}
+
+collector_stop() {
+    _collector_halt "$1" || { REQ="collector_stop $1" STATUS="" BODY=""; fail "ldprof-collectord $1 did not stop cleanly"; }
+}
+
+_collectors_atexit() {
+    local n
+    for n in "${!CO_HOME[@]}"; do _collector_halt "$n" || true; done
+}
+on_exit _collectors_atexit
+
+preload_wrapper() {
+    local f=$1 kv
+    shift
+    {
+        echo '#!/usr/bin/env bash'
+        printf 'export LD_PRELOAD=%q\n' "$LDPROF_LIB"
+        for kv in "$@"; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done
+        echo 'exec "$@"'
+    } >"$f"
+    chmod +x "$f"
+}
+
+trace_headers() {
+    local args=(headers --key "$1") out
+    [ $# -ge 2 ] && args+=(--base-id "$2")
+    [ $# -ge 3 ] && args+=(--parent-id "$3")
+    out=$("$LDPROF_CLI" "${args[@]}") || { REQ="ldprof ${args[*]}" STATUS="" BODY=""; fail "ldprof headers failed"; }
+    TH_INFO=$(sed -n 's/^X-Trace-Info: //p' <<<"$out")
+    TH_HMAC=$(sed -n 's/^X-Trace-HMAC: //p' <<<"$out")
+    [ -n "$TH_INFO" ] && [ -n "$TH_HMAC" ] || { REQ="ldprof ${args[*]}" STATUS="" BODY="$out"; fail "ldprof headers printed no headers"; }
+    TH=(-H "X-Trace-Info: $TH_INFO" -H "X-Trace-HMAC: $TH_HMAC")
+    TH_BASE=$(printf '%s' "$TH_INFO" | tr -- '-_' '+/' | base64 -d 2>/dev/null | jq -r .base_id)
+}
+
+dumps() {
+    local d=${1:-$COLL_DIR} f
+    for f in "$d"/*.json; do [ -e "$f" ] && printf '%s\n' "$f"; done | sort
+}
+
+wait_until() {
+    local secs=$1 what=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    REQ="(waiting: $*)" STATUS="" BODY=""
+    fail "$what (not within ${secs}s)"
+}
+
+_dump_has() { [ -s "$1" ] && [ "$(jq "$JQ_SPANS [core_spans] | length" "$1" 2>/dev/null)" -ge "$2" ] 2>/dev/null; }
+
+wait_dump() {
+    local f="$COLL_DIR/$1.json" secs=${3:-10} i
+    for ((i = 0; i < secs * 10; i++)); do
+        _dump_has "$f" "$2" && return 0
+        sleep 0.1
+    done
+    REQ="(waiting for $f)" STATUS=""
+    if [ -s "$f" ]; then BODY=$(_jq_file_summary "$f"); else BODY="(no such file; $(dumps | wc -l) dumps in $COLL_DIR)"; fi
+    fail "no dump $f with at least $2 span(s) within ${secs}s"
+}
+
+jq_expect() {
+    local file=$1 prog=$2 want=$3 what=${4:-} got w
+    got=$(jq -cS "[$prog] | if length == 1 then .[0] else . end" "$file" 2>&1) ||
+        { REQ="jq '$prog' $file" STATUS="" BODY=$(head -c 2000 "$file"); fail "${what:+$what: }jq failed: $got"; }
+    w=$(jq -cS . <<<"$want") || { REQ="(test bug)" STATUS="" BODY=""; fail "jq_expect: bad expected JSON: $want"; }
+    [ "$got" = "$w" ] ||
+        { REQ="jq '$prog' $file" STATUS="" BODY=$(_jq_file_summary "$file"); fail "${what:+$what: }expected $w, got $got"; }
+}
+
+dump_sane() {
+    jq_expect "$1" "$JQ_SPANS [spans | select(.base_id != \"$2\" or (.name | IN(\"wsgi\", \"http\", \"db\", \"redis\", \"mongodb\", \"pooling\", \"net\") | not)
+        or (is_driver and (.anc | index(\"wsgi\")) == null)) | {name, trace_id, base_id, anc}]" '[]' \
+        "spans with another base_id, an unknown name, or a driver span outside any wsgi span"
+}
+
+# _jq_file_summary FILE: a dump as one short line per span, else its head.
+_jq_file_summary() {
+    jq -e 'has("children") and has("stats")' "$1" >/dev/null 2>&1 || { head -c 2000 "$1"; return; }
+    printf '(dump, one line per span: name trace_id parent_id start stop service request)\n'
+    jq -r "$JQ_SPANS spans | [(\"  \" * .depth) + .name, .trace_id[0:8], .parent_id[0:8],
+        (.start.timestamp // \"-\")[11:], (.stop.timestamp // \"-\")[11:], .service,
+        ((.start.info.request // {}) | \"\\(.method // \"\") \\(.path // \"\")?\\(.query // \"\")\")] | join(\" \")" "$1" 2>&1 | head -n 60
+}
