@@ -174,9 +174,10 @@ zaqard_start() {
     # The subshell records the exit status of zaqard (its pid is in $dir/pid).
     (
         "${wrap[@]}" "$ZAQARD" "${args[@]}" >"$log" 2>&1 </dev/null &
-        echo $! >"$dir/pid"
+        echo $! >"$dir/pid.tmp" && mv "$dir/pid.tmp" "$dir/pid"
         wait $!
-        echo $? >"$dir/rc"
+        # rename: a reader never sees the file before its content
+        echo $? >"$dir/rc.tmp" && mv "$dir/rc.tmp" "$dir/rc"
     ) &
     ZQ_DIR[$name]=$dir
     ZQ_LOG[$name]=$log
@@ -495,9 +496,10 @@ collector_start() {
     rm -f "$home/rc" "$home/pid"
     (
         "$LDPROF_COLLECTORD" "${args[@]}" >>"$home/collector.out" 2>&1 </dev/null &
-        echo $! >"$home/pid"
+        echo $! >"$home/pid.tmp" && mv "$home/pid.tmp" "$home/pid"
         wait $!
-        echo $? >"$home/rc"
+        # (rename: a reader never sees the file before its content)
+        echo $? >"$home/rc.tmp" && mv "$home/rc.tmp" "$home/rc"
     ) &
     CO_HOME[$name]=$home CO_SOCK[$name]=$home/c.sock CO_DIR[$name]=$home/traces
     CO_STATS[$name]=$home/c.stats.json CO_LOG[$name]=$home/collector.log
