@@ -78,8 +78,13 @@ LDPROF_OBJS := $(LDPROF_SRCS:%.c=$(O)/pic/%.o)
 # The driver hooks (hooks/mongoc.c, hiredis.c, libpq.c) need the drivers'
 # headers for their types only: the library never links a driver, it finds
 # the real functions with dlsym(RTLD_NEXT) on first call.
+# Only the three driver hook files get those cflags: they also carry
+# -D_FILE_OFFSET_BITS=64, which would rename libc wrappers such as
+# sendfile to sendfile64 in hooks/libc_socket.c and preload/.
 DRIVER_PKGS := libmongoc-1.0 hiredis libpq
-LIB_CFLAGS := -fPIC -fvisibility=hidden -Iinclude -I. -Ipreload $(call pc,--cflags,$(DRIVER_PKGS))
+DRIVER_CFLAGS := $(call pc,--cflags,$(DRIVER_PKGS))
+LIB_CFLAGS := -fPIC -fvisibility=hidden -Iinclude -I. -Ipreload
+$(O)/pic/hooks/mongoc.o $(O)/pic/hooks/hiredis.o $(O)/pic/hooks/libpq.o: LIB_CFLAGS += $(DRIVER_CFLAGS)
 LIB_LDFLAGS := -shared -Wl,--no-undefined -Wl,-z,now -Wl,-z,relro \
                -Wl,--version-script=preload/libldprof.map
 LIB_LIBS := -lhttp_parser -linih -ldl -lpthread
@@ -104,7 +109,7 @@ UNIT_PRELOAD_OBJS := $(UNIT_PRELOAD_SRCS:%.c=$(O)/%.o)
 $(O)/preload/%.o: preload/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude -I. -Ipreload $(call pc,--cflags,$(DRIVER_PKGS)) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude -I. -Ipreload $(CFLAGS) -c $< -o $@
 # Append to the unit binary: objects, include paths, libraries.
 UNIT_CFLAGS += -Iinclude -I. -Ipreload
 UNIT_LIBS += -lhttp_parser -linih -ldl -lcrypto
@@ -115,7 +120,7 @@ UNIT_LIBS += -lhttp_parser -linih -ldl -lcrypto
 # tests/targets/lib*.c are shared libraries (libctor.so: a constructor that
 # calls hooked functions before ours has run); the rest are programs.
 # -D_FORTIFY_SOURCE=2 so that the __read_chk/__recv_chk wrappers are used.
-TARGET_CFLAGS := -D_FORTIFY_SOURCE=2 $(call pc,--cflags,$(DRIVER_PKGS))
+TARGET_CFLAGS := -D_FORTIFY_SOURCE=2 $(DRIVER_CFLAGS)
 TARGET_LIBS := $(call pc,--libs,$(DRIVER_PKGS)) -lpthread
 TARGET_SRCS := $(sort $(filter-out tests/targets/lib%.c,$(wildcard tests/targets/*.c)))
 TARGET_LIB_SRCS := $(sort $(wildcard tests/targets/lib*.c))

@@ -17,19 +17,43 @@
  * The collector socket is protected: close() on it returns 0 without
  * closing it, dup2()/dup3() onto its number move it out of the way first,
  * close_range()/closefrom() skip it.
+ *
+ * `net` spans (trace_socket, off by default; docs/formats.md "`net` spans").
+ * With the option on, connect and the read/write families (read, readv,
+ * recv, recvfrom, recvmsg, write, writev, send, sendto, sendmsg and the
+ * _chk variants) on a SOCKET open one span per call when the calling thread
+ * has a current span and is at reentrancy depth 0 - so never inside a
+ * driver call (redis/db/mongodb spans hold the depth) nor inside ldprof.
+ * Not recorded: fds that are not sockets (S_ISSOCK, cached per fd below),
+ * the collector's socket, an accepted connection followed as HTTP (its
+ * wsgi span covers it), a client connection while an outbound `http` span
+ * is open on it (including the write that opens it), and a call that
+ * would block (EAGAIN/EWOULDBLOCK).  The span is "detached" (a child of
+ * the current span that never becomes current), so an http span opened by
+ * the same write is never its child and it can be dropped afterwards.
+ * With the option off the only cost is one test of the flag, after the
+ * existing checks.
  */
+
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/close_range.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "ldprof/ldprof.h"
+#include "preload/config.h"
 #include "preload/exec.h"
 #include "preload/http.h"
 #include "preload/init.h"
 #include "preload/real.h"
+#include "preload/span.h"
 #include "preload/tls.h"
 #include "preload/transport.h"
 
@@ -139,6 +163,191 @@ static inline int recv_flags_ok(int flags)
     return !(flags & (MSG_PEEK | MSG_TRUNC));
 }
 
+/* ------------------------------------------------------------ net spans */
+
+enum { NET_CONNECT, NET_SEND, NET_RECV };
+static const char *const net_op_name[] = {"connect", "send", "recv"};
+
+/* Is the fd a socket?  0 not known yet, 1 a socket, 2 something else.
+ * Cleared when the number is closed, dup'ed onto, connected or accepted
+ * (a number closed behind our back - fclose, a raw syscall - and reused
+ * for a socket without connect/accept keeps a stale "not a socket" until
+ * closed again: its I/O records nothing).  Numbers above the table are
+ * checked with fstat on every traced call. */
+#define NET_SOCK_CACHE 65536
+static uint8_t net_sock[NET_SOCK_CACHE];
+
+static inline void net_sock_forget(int fd)
+{
+    if (ldprof_cfg.trace_socket && (unsigned)fd < NET_SOCK_CACHE &&
+        __atomic_load_n(&net_sock[fd], __ATOMIC_RELAXED) != 0)
+        __atomic_store_n(&net_sock[fd], 0, __ATOMIC_RELAXED);
+}
+
+static int net_is_socket(int fd)
+{
+    struct stat st;
+    uint8_t v = 0;
+
+    if ((unsigned)fd < NET_SOCK_CACHE) {
+        v = __atomic_load_n(&net_sock[fd], __ATOMIC_RELAXED);
+        if (v != 0)
+            return v == 1;
+    }
+    if (fstat(fd, &st) != 0)
+        return 0; /* a bad fd: the real call reports it, no span */
+    v = S_ISSOCK(st.st_mode) ? 1 : 2;
+    if ((unsigned)fd < NET_SOCK_CACHE)
+        __atomic_store_n(&net_sock[fd], v, __ATOMIC_RELAXED);
+    return v == 1;
+}
+
+/* Decimal @v at @p; returns the end. */
+static char *net_put_uint(char *p, unsigned v)
+{
+    char tmp[12];
+    int n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* Numeric "address:port" ("[v6]:port", a unix path, "@abstract") of @sa
+ * into @out (128 bytes); returns its length, 0 when unknown. */
+static size_t net_fmt_addr(char *out, const struct sockaddr *sa, socklen_t alen)
+{
+    char *p = out;
+
+    if (sa == NULL || alen < (socklen_t)sizeof(sa_family_t))
+        return 0;
+    if (sa->sa_family == AF_INET && alen >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        if (inet_ntop(AF_INET, &in->sin_addr, p, 64) == NULL)
+            return 0;
+        p += strlen(p);
+        *p++ = ':';
+        p = net_put_uint(p, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6 && alen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        *p++ = '[';
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, p, 64) == NULL)
+            return 0;
+        p += strlen(p);
+        *p++ = ']';
+        *p++ = ':';
+        p = net_put_uint(p, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)(const void *)sa;
+        size_t n = alen > (socklen_t)offsetof(struct sockaddr_un, sun_path)
+                       ? (size_t)alen - offsetof(struct sockaddr_un, sun_path)
+                       : 0;
+        if (n > sizeof(un->sun_path))
+            n = sizeof(un->sun_path);
+        if (n == 0)
+            return 0;
+        if (un->sun_path[0] == '\0') { /* abstract */
+            *p++ = '@';
+            n = n - 1 > 100 ? 100 : n - 1;
+            memcpy(p, un->sun_path + 1, n);
+            p += n;
+        } else {
+            size_t k = strnlen(un->sun_path, n);
+            if (k > 120)
+                k = 120;
+            memcpy(p, un->sun_path, k);
+            p += k;
+        }
+    } else {
+        return 0;
+    }
+    return (size_t)(p - out);
+}
+
+/*
+ * net_begin - the `net` span for a call on @fd, or NULL (see the top of the
+ * file for when).  @addr: the address the call names (connect, sendto),
+ * else the peer is asked with getpeername.  errno unchanged.
+ */
+static struct ldprof_span *net_begin(int op, int fd, const struct sockaddr *addr, socklen_t alen)
+{
+    struct ldprof_span *s = NULL;
+    struct ldprof_ctx *c;
+    int saved;
+
+    if (ldprof_tls.depth != 0 || !ldprof_recording())
+        return NULL;
+    saved = errno;
+    if (ldprof_enter()) {
+        c = ldprof_ctx_current();
+        if (c != NULL && !ldprof_xport_owns_fd(fd) && net_is_socket(fd) &&
+            !(ldprof_http_tracked(fd) && ldprof_http_covered(fd)))
+            s = ldprof_span_open(LDPROF_KIND_NET, c->base_id, c->cur_id, c->key_idx);
+        if (s != NULL) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            char peer[128];
+            size_t plen;
+
+            if (addr == NULL && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+                addr = (const struct sockaddr *)&ss;
+                alen = sl;
+            }
+            plen = net_fmt_addr(peer, addr, alen);
+            ldprof_span_add_str(s, LDPROF_FIELD_START, "net.op", net_op_name[op], -1);
+            ldprof_span_add_int(s, LDPROF_FIELD_START, "net.fd", fd);
+            if (plen > 0)
+                ldprof_span_add_str(s, LDPROF_FIELD_START, "net.peer", peer, (long)plen);
+        }
+    }
+    ldprof_leave();
+    errno = saved;
+    return s;
+}
+
+/* net_end - record @s for a call (NET_*) on @fd that returned @r (errno:
+ * the call's, unchanged on return). */
+static void net_end(struct ldprof_span *s, int op, int fd, ssize_t r)
+{
+    int saved = errno;
+
+    if (s == NULL)
+        return;
+    ldprof_enter();
+    if (r < 0 && (saved == EAGAIN || saved == EWOULDBLOCK)) {
+        ldprof_span_discard(s); /* would block: not recorded */
+    } else if (ldprof_http_tracked(fd) && ldprof_http_covered(fd)) {
+        ldprof_span_discard(s); /* this write began an outbound http request */
+    } else {
+        if (r >= 0) {
+            if (op != NET_CONNECT)
+                ldprof_span_add_int(s, LDPROF_FIELD_STOP, "net.bytes", r);
+        } else if (saved == EINPROGRESS) {
+            ldprof_span_add_int(s, LDPROF_FIELD_STOP, "net.in_progress", 1);
+        } else {
+            const char *m = strerrordesc_np(saved);
+            ldprof_span_set_error(s, "OSError", m != NULL ? m : "Unknown error");
+        }
+        ldprof_span_close(s, 0);
+    }
+    ldprof_leave();
+    errno = saved;
+}
+
+/* In an exported wrapper, with trace_socket on: return @call's result,
+ * inside a `net` span when one is wanted. */
+#define NET_RETURN(op, fd, addr, alen, call)                                             \
+    do {                                                                                 \
+        struct ldprof_span *ns_ = net_begin(op, fd, addr, alen);                         \
+        ssize_t nr_ = (call);                                                            \
+        net_end(ns_, op, fd, nr_);                                                         \
+        return nr_;                                                                      \
+    } while (0)
+
 /* ------------------------------------------------------------ accept */
 
 static int ldprof_accept_common(int r)
@@ -146,6 +355,7 @@ static int ldprof_accept_common(int r)
     int saved = errno;
 
     if (r >= 0) {
+        net_sock_forget(r);
         if (ldprof_enter())
             ldprof_http_on_accept(r);
         ldprof_leave();
@@ -210,6 +420,10 @@ LDPROF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t alen)
     LDPROF_REAL_NEED(connect, -1);
     if (!ldprof_recording())
         return real_connect(fd, addr, alen);
+    if (ldprof_cfg.trace_socket) {
+        net_sock_forget(fd); /* the number may have been a file before */
+        NET_RETURN(NET_CONNECT, fd, addr, alen, ldprof_connect(fd, addr, alen));
+    }
     return ldprof_connect(fd, addr, alen);
 }
 
@@ -247,8 +461,13 @@ static ssize_t ldprof_read(int fd, void *buf, size_t n)
 LDPROF_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
     LDPROF_REAL_NEED(read, -1);
-    if (!follow(fd))
-        return real_read(fd, buf, n);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_read(fd, buf, n);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real_read(fd, buf, n));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_read(fd, buf, n));
     return ldprof_read(fd, buf, n);
 }
 
@@ -262,8 +481,13 @@ static ssize_t ldprof_read_chk(int fd, void *buf, size_t n, size_t buflen)
 LDPROF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
     LDPROF_REAL_NEED(__read_chk, -1);
-    if (!follow(fd))
-        return real___read_chk(fd, buf, n, buflen);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real___read_chk(fd, buf, n, buflen);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real___read_chk(fd, buf, n, buflen));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_read_chk(fd, buf, n, buflen));
     return ldprof_read_chk(fd, buf, n, buflen);
 }
 
@@ -277,8 +501,13 @@ static ssize_t ldprof_readv(int fd, const struct iovec *iov, int iovcnt)
 LDPROF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
     LDPROF_REAL_NEED(readv, -1);
-    if (!follow(fd))
-        return real_readv(fd, iov, iovcnt);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_readv(fd, iov, iovcnt);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real_readv(fd, iov, iovcnt));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_readv(fd, iov, iovcnt));
     return ldprof_readv(fd, iov, iovcnt);
 }
 
@@ -293,8 +522,13 @@ static ssize_t ldprof_recv(int fd, void *buf, size_t n, int flags)
 LDPROF_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
     LDPROF_REAL_NEED(recv, -1);
-    if (!follow(fd))
-        return real_recv(fd, buf, n, flags);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_recv(fd, buf, n, flags);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real_recv(fd, buf, n, flags));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recv(fd, buf, n, flags));
     return ldprof_recv(fd, buf, n, flags);
 }
 
@@ -309,8 +543,13 @@ static ssize_t ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int f
 LDPROF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
     LDPROF_REAL_NEED(__recv_chk, -1);
-    if (!follow(fd))
-        return real___recv_chk(fd, buf, n, buflen, flags);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real___recv_chk(fd, buf, n, buflen, flags);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real___recv_chk(fd, buf, n, buflen, flags));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recv_chk(fd, buf, n, buflen, flags));
     return ldprof_recv_chk(fd, buf, n, buflen, flags);
 }
 
@@ -327,8 +566,13 @@ LDPROF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct so
                                socklen_t *alen)
 {
     LDPROF_REAL_NEED(recvfrom, -1);
-    if (!follow(fd))
-        return real_recvfrom(fd, buf, n, flags, addr, alen);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_recvfrom(fd, buf, n, flags, addr, alen);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real_recvfrom(fd, buf, n, flags, addr, alen));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recvfrom(fd, buf, n, flags, addr, alen));
     return ldprof_recvfrom(fd, buf, n, flags, addr, alen);
 }
 
@@ -345,8 +589,13 @@ LDPROF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
                                      struct sockaddr *addr, socklen_t *alen)
 {
     LDPROF_REAL_NEED(__recvfrom_chk, -1);
-    if (!follow(fd))
-        return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recvfrom_chk(fd, buf, n, buflen, flags, addr, alen));
     return ldprof_recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
 }
 
@@ -361,8 +610,15 @@ static ssize_t ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
 LDPROF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     LDPROF_REAL_NEED(recvmsg, -1);
-    if (!follow(fd) || msg == NULL)
+    if (msg == NULL)
         return real_recvmsg(fd, msg, flags);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_recvmsg(fd, msg, flags);
+        NET_RETURN(NET_RECV, fd, NULL, 0, real_recvmsg(fd, msg, flags));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recvmsg(fd, msg, flags));
     return ldprof_recvmsg(fd, msg, flags);
 }
 
@@ -383,8 +639,13 @@ static ssize_t ldprof_write(int fd, const void *buf, size_t n)
 LDPROF_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
     LDPROF_REAL_NEED(write, -1);
-    if (!follow(fd))
-        return real_write(fd, buf, n);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_write(fd, buf, n);
+        NET_RETURN(NET_SEND, fd, NULL, 0, real_write(fd, buf, n));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_write(fd, buf, n));
     return ldprof_write(fd, buf, n);
 }
 
@@ -402,8 +663,13 @@ static ssize_t ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
 LDPROF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
     LDPROF_REAL_NEED(writev, -1);
-    if (!follow(fd))
-        return real_writev(fd, iov, iovcnt);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_writev(fd, iov, iovcnt);
+        NET_RETURN(NET_SEND, fd, NULL, 0, real_writev(fd, iov, iovcnt));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_writev(fd, iov, iovcnt));
     return ldprof_writev(fd, iov, iovcnt);
 }
 
@@ -422,8 +688,13 @@ static ssize_t ldprof_send(int fd, const void *buf, size_t n, int flags)
 LDPROF_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     LDPROF_REAL_NEED(send, -1);
-    if (!follow(fd))
-        return real_send(fd, buf, n, flags);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_send(fd, buf, n, flags);
+        NET_RETURN(NET_SEND, fd, NULL, 0, real_send(fd, buf, n, flags));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_send(fd, buf, n, flags));
     return ldprof_send(fd, buf, n, flags);
 }
 
@@ -445,8 +716,13 @@ LDPROF_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
                              const struct sockaddr *addr, socklen_t alen)
 {
     LDPROF_REAL_NEED(sendto, -1);
-    if (!follow(fd))
-        return real_sendto(fd, buf, n, flags, addr, alen);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_sendto(fd, buf, n, flags, addr, alen);
+        NET_RETURN(NET_SEND, fd, addr, alen, real_sendto(fd, buf, n, flags, addr, alen));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_SEND, fd, addr, alen, ldprof_sendto(fd, buf, n, flags, addr, alen));
     return ldprof_sendto(fd, buf, n, flags, addr, alen);
 }
 
@@ -467,8 +743,15 @@ static ssize_t ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
 LDPROF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     LDPROF_REAL_NEED(sendmsg, -1);
-    if (!follow(fd) || msg == NULL)
+    if (msg == NULL)
         return real_sendmsg(fd, msg, flags);
+    if (!follow(fd)) {
+        if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
+            return real_sendmsg(fd, msg, flags);
+        NET_RETURN(NET_SEND, fd, NULL, 0, real_sendmsg(fd, msg, flags));
+    }
+    if (ldprof_cfg.trace_socket)
+        NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_sendmsg(fd, msg, flags));
     return ldprof_sendmsg(fd, msg, flags);
 }
 
@@ -496,11 +779,21 @@ LDPROF_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t coun
     return ldprof_sendfile(out_fd, in_fd, offset, count);
 }
 
+/* Programs built with -D_FILE_OFFSET_BITS=64 call sendfile64.  On LP64 it
+ * is the same libc function as sendfile (off_t is off64_t), so it shares
+ * the real pointer and the wrapper. */
+_Static_assert(sizeof(off_t) == 8, "sendfile64 is sendfile only where off_t is 64-bit");
+LDPROF_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    return sendfile(out_fd, in_fd, offset, count);
+}
+
 /* ------------------------------------------------------------ close, dup */
 
 /* Forget the state of fd number @fd (closed, or about to be replaced). */
 static void forget_fd(int fd)
 {
+    net_sock_forget(fd);
     if (ldprof_http_tracked(fd)) {
         if (ldprof_enter())
             ldprof_http_on_close(fd);

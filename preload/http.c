@@ -776,6 +776,25 @@ pass:
     return LDPROF_HTTP_PASS;
 }
 
+int ldprof_http_covered(int fd)
+{
+    struct http_fd *h;
+    int kind;
+
+    if ((unsigned)fd >= (unsigned)ldprof_http_nfds || fdtab == NULL)
+        return 0;
+    kind = __atomic_load_n(&ldprof_http_kinds[fd], __ATOMIC_RELAXED);
+    if (kind == LDPROF_FD_SERVER)
+        return 1;
+    if (kind != LDPROF_FD_CLIENT)
+        return 0;
+    h = fd_state(fd);
+    return __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE) !=
+               __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE) ||
+           __atomic_load_n(&h->inj_off, __ATOMIC_RELAXED) <
+               __atomic_load_n(&h->inj_len, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------ events */
 
 static void fd_reset(struct http_fd *h, int kind)

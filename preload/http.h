@@ -101,6 +101,15 @@ typedef ssize_t (*ldprof_http_sendmsg_t)(int fd, const void *buf, size_t len,
 ssize_t ldprof_http_client_send(int fd, const struct iovec *iov, size_t iovcnt, int flags,
                                 ldprof_http_sendmsg_t sendfn);
 
+/*
+ * ldprof_http_covered - is I/O on @fd already inside a span of its own?
+ * 1 for an accepted connection followed as HTTP (the wsgi span covers it)
+ * and for a client connection with an outbound request whose `http` span
+ * is open (awaiting its response) or whose injected headers are still
+ * going out; 0 otherwise.  Used by the `net` spans (trace_socket).
+ */
+int ldprof_http_covered(int fd);
+
 /* ldprof_http_kind - LDPROF_FD_* of a followed fd (call after tracked()). */
 static inline int ldprof_http_kind(int fd)
 {

@@ -613,7 +613,7 @@ Test(preload_e2e, only_wrappers_and_the_public_api_are_exported)
         "execlp", "execv", "execve", "execvp", "execvpe", "ldprof_span_add_int",
         "ldprof_span_add_str", "ldprof_span_begin", "ldprof_span_end",
         "ldprof_span_set_error", "posix_spawn", "posix_spawnp", "read", "readv", "recv",
-        "recvfrom", "recvmsg", "send", "sendfile", "sendmsg", "sendto", "shutdown", "write",
+        "recvfrom", "recvmsg", "send", "sendfile", "sendfile64", "sendmsg", "sendto", "shutdown", "write",
         "writev",
     };
     char cmd[4400], line[256];
