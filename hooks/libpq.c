@@ -26,9 +26,18 @@
  *              PQdescribePrepared: the span covers the call.
  *   connect    PQconnectdb, PQconnectdbParams, PQsetdbLogin (PQsetdb is a
  *              macro for it): the span covers the call, db.operation
- *              "connect".  PQconnectStart/PQconnectStartParams +
- *              PQconnectPoll are NOT traced (a connection driven by the
- *              app's event loop; the blocking forms are what servers use).
+ *              "connect".
+ *   nb-connect PQconnectStart, PQconnectStartParams (db.operation
+ *              "connect"), PQresetStart (db.operation "reset"): the span
+ *              runs from the start call to the PQconnectPoll/PQresetPoll
+ *              that returns PGRES_POLLING_OK or PGRES_POLLING_FAILED, with
+ *              the blocking connect's stop info; a connection PQfinish'ed
+ *              (or PQreset) before that ends it with db.status
+ *              "abandoned".  Kept in the pending table below (one entry
+ *              per PGconn, table full: not recorded) and, like an async
+ *              span, not the thread's current span.  A start that fails at
+ *              once (NULL, CONNECTION_BAD, PQresetStart 0) ends the span
+ *              with the error right there.
  *   async      PQsendQuery, PQsendQueryParams, PQsendPrepare,
  *              PQsendQueryPrepared: the span runs from the send to the NULL
  *              PQgetResult() that ends the command.  It is kept in a fixed
@@ -80,7 +89,8 @@
     X(PQexec) X(PQexecParams) X(PQprepare) X(PQexecPrepared) X(PQdescribePrepared)       \
     X(PQsendQuery) X(PQsendQueryParams) X(PQsendPrepare) X(PQsendQueryPrepared)          \
     X(PQgetResult) X(PQconnectdb) X(PQconnectdbParams) X(PQsetdbLogin) X(PQfinish)       \
-    X(PQreset)                                                                           \
+    X(PQreset) X(PQconnectStart) X(PQconnectStartParams) X(PQconnectPoll)                \
+    X(PQresetStart) X(PQresetPoll)                                                       \
     /* readers of the result/connection the app gets (bookkeeping only) */             \
     X(PQresultStatus) X(PQntuples) X(PQcmdTuples) X(PQresultErrorField)                  \
     X(PQresultErrorMessage) X(PQresStatus) X(PQnparams) X(PQnfields) X(PQerrorMessage)   \
@@ -168,6 +178,7 @@ struct pq_pending {
     int64_t rows;
     int last_status; /* ExecStatusType of the last result, -1 = none */
     int errored;
+    int connect; /* a non-blocking connect/reset span, not a command's */
 };
 
 static struct pq_pending pending[LDPQ_PENDING];
@@ -796,6 +807,7 @@ static struct pq_pending *async_begin(PGconn *conn, const char *op)
     p->rows = -1;
     p->last_status = -1;
     p->errored = 0;
+    p->connect = 0;
     return p;
 }
 
@@ -965,7 +977,7 @@ LDPROF_EXPORT PGresult *PQgetResult(PGconn *conn)
 
     PQ_NEED(PQgetResult, NULL);
     if (!ldprof_recording() || !ldprof_cfg.trace_sqlalchemy || ldprof_tls.depth != 0 || conn == NULL ||
-        (p = pending_find(conn)) == NULL || p->s == NULL)
+        (p = pending_find(conn)) == NULL || p->s == NULL || p->connect)
         return real_PQgetResult(conn);
     return ldprof_PQgetResult(conn, p);
 }
@@ -1028,6 +1040,157 @@ LDPROF_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const
         return real_PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
     return connect_done(s, PQ_CALL(real_PQsetdbLogin(pghost, pgport, pgoptions, pgtty, dbName,
                                                      login, pwd)));
+}
+
+/* ------------------------------------------------------------ non-blocking connect */
+
+static void conn_gone(const PGconn *conn, int forget);
+
+/*
+ * Begin a non-blocking connect span (detached, db.async 1) and claim its
+ * pending entry under a placeholder key (this thread's TLS block: never a
+ * PGconn) until the PGconn is known.  NULL: nothing is recorded (no trace,
+ * or the table is full).
+ */
+static struct pq_pending *nbconnect_begin(const char *op, PGconn *key)
+{
+    struct pq_pending *p;
+    struct ldprof_span *s;
+
+    if (ldprof_ctx_current() == NULL)
+        return NULL; /* not in a trace: leave the table alone */
+    p = pending_claim(key);
+    if (p == NULL)
+        return NULL;
+    s = pq_begin(op);
+    if (s == NULL) {
+        pending_release(p);
+        return NULL;
+    }
+    detach(s);
+    ldprof_span_add_int(s, LDPROF_FIELD_START, "db.async", 1);
+    p->s = s;
+    p->rows = -1;
+    p->last_status = -1;
+    p->errored = 0;
+    p->connect = 1;
+    return p;
+}
+
+/* After PQconnectStart*: a NULL or already failed connection ends the span
+ * with its error; else the entry now belongs to @c. */
+static PGconn *nbconnect_started(struct pq_pending *p, PGconn *c)
+{
+    int saved = errno;
+    struct ldprof_span *s = p->s;
+
+    if (c == NULL || real_PQstatus(c) == CONNECTION_BAD || pending_find(c) != NULL) {
+        pending_release(p);
+        if (c != NULL && real_PQstatus(c) != CONNECTION_BAD)
+            ldprof_span_add_str(s, LDPROF_FIELD_STOP, "db.status", "abandoned", -1);
+        connect_done(s, c);
+    } else
+        __atomic_store_n(&p->conn, c, __ATOMIC_RELEASE);
+    errno = saved;
+    return c;
+}
+
+LDPROF_EXPORT PGconn *PQconnectStart(const char *conninfo)
+{
+    struct pq_pending *p;
+
+    PQ_NEED(PQconnectStart, NULL);
+    if (!pq_want() || (p = nbconnect_begin("connect", (PGconn *)&ldprof_tls)) == NULL)
+        return real_PQconnectStart(conninfo);
+    return nbconnect_started(p, PQ_CALL(real_PQconnectStart(conninfo)));
+}
+
+LDPROF_EXPORT PGconn *PQconnectStartParams(const char *const *keywords,
+                                           const char *const *values, int expand_dbname)
+{
+    struct pq_pending *p;
+
+    PQ_NEED(PQconnectStartParams, NULL);
+    if (!pq_want() || (p = nbconnect_begin("connect", (PGconn *)&ldprof_tls)) == NULL)
+        return real_PQconnectStartParams(keywords, values, expand_dbname);
+    return nbconnect_started(p, PQ_CALL(real_PQconnectStartParams(keywords, values,
+                                                                  expand_dbname)));
+}
+
+/* PQconnectPoll/PQresetPoll of a connection with a pending connect span:
+ * the final state ends it with the blocking connect's stop info. */
+static PostgresPollingStatusType nbconnect_polled(struct pq_pending *p, PGconn *conn,
+                                                  PostgresPollingStatusType st)
+{
+    int saved = errno;
+
+    if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED) {
+        struct ldprof_span *s = p->s;
+        pending_release(p);
+        connect_done(s, conn);
+    }
+    errno = saved;
+    return st;
+}
+
+/* The connection's pending connect entry when this call records, else NULL. */
+static inline struct pq_pending *nbconnect_find(const PGconn *conn)
+{
+    struct pq_pending *p;
+
+    if (!ldprof_recording() || !ldprof_cfg.trace_sqlalchemy || ldprof_tls.depth != 0 ||
+        conn == NULL || (p = pending_find(conn)) == NULL || p->s == NULL || !p->connect)
+        return NULL;
+    return p;
+}
+
+LDPROF_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
+{
+    struct pq_pending *p;
+
+    PQ_NEED(PQconnectPoll, PGRES_POLLING_FAILED);
+    if ((p = nbconnect_find(conn)) == NULL)
+        return real_PQconnectPoll(conn);
+    return nbconnect_polled(p, conn, PQ_CALL(real_PQconnectPoll(conn)));
+}
+
+static int ldprof_PQresetStart(PGconn *conn)
+{
+    struct pq_pending *p;
+    int ok, saved;
+
+    conn_gone(conn, 1);
+    p = nbconnect_begin("reset", conn);
+    if (p == NULL)
+        return real_PQresetStart(conn);
+    ok = PQ_CALL(real_PQresetStart(conn));
+    saved = errno;
+    if (!ok) {
+        struct ldprof_span *s = p->s;
+        pending_release(p);
+        set_error(s, NULL, real_PQerrorMessage(conn));
+        ldprof_span_end(s);
+    }
+    errno = saved;
+    return ok;
+}
+
+LDPROF_EXPORT int PQresetStart(PGconn *conn)
+{
+    PQ_NEED(PQresetStart, 0);
+    if (conn == NULL || !pq_want())
+        return real_PQresetStart(conn);
+    return ldprof_PQresetStart(conn);
+}
+
+LDPROF_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
+{
+    struct pq_pending *p;
+
+    PQ_NEED(PQresetPoll, PGRES_POLLING_FAILED);
+    if ((p = nbconnect_find(conn)) == NULL)
+        return real_PQresetPoll(conn);
+    return nbconnect_polled(p, conn, PQ_CALL(real_PQresetPoll(conn)));
 }
 
 /* PQfinish/PQreset: end a pending span the app never drained and forget

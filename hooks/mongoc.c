@@ -77,7 +77,8 @@
     X(mongoc_database_command_simple) X(mongoc_collection_command_simple)                \
     X(mongoc_bulk_operation_execute) X(mongoc_collection_drop)                           \
     X(mongoc_collection_drop_with_opts) X(mongoc_collection_drop_index)                  \
-    X(mongoc_collection_drop_index_with_opts)
+    X(mongoc_collection_drop_index_with_opts) X(mongoc_collection_create_index)          \
+    X(mongoc_collection_create_index_with_opts)
 
 /* Helpers called (getters of libmongoc and libbson; no I/O, no allocation). */
 #define MG_HELPERS(X)                                                                    \
@@ -88,7 +89,12 @@
     X(bson_iter_double) X(bson_iter_bool) X(bson_iter_oid) X(bson_oid_to_string)
 
 #define MG_DECL(sym) static __typeof__(sym) *real_##sym;
+/* create_index* are deprecated since libmongoc 1.23: their use here is on
+ * purpose (apps still call them). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 MG_HOOKED(MG_DECL)
+#pragma GCC diagnostic pop
 MG_HELPERS(MG_DECL)
 #undef MG_DECL
 
@@ -1209,4 +1215,64 @@ LDPROF_EXPORT bool mongoc_collection_drop_index_with_opts(mongoc_collection_t *c
     if (!mg_on())
         return real_mongoc_collection_drop_index_with_opts(c, index, opts, error);
     return ldprof_mongoc_collection_drop_index_with_opts(c, index, opts, error, 1);
+}
+
+/* ------------------------------------------------------------ indexes */
+
+/*
+ * mongoc_collection_create_index (-> create_index_with_opts inside
+ * libmongoc: one span) and create_index_with_opts: command "createIndexes",
+ * mongodb.index = the key document's field names joined with ",".
+ * (libmongoc 1.23 has no mongoc_collection_create_indexes_with_opts; an app
+ * that sends createIndexes with a *_command_* call gets the command span.)
+ */
+static bool ldprof_mongoc_collection_create_index_with_opts(mongoc_collection_t *c,
+                                                            const bson_t *keys,
+                                                            const mongoc_index_opt_t *opt,
+                                                            const bson_t *opts, bson_t *reply,
+                                                            bson_error_t *error, int with_opts)
+{
+    struct ldprof_span *s = mg_begin_coll("createIndexes", c);
+    bool r;
+    int saved;
+
+    if (s == NULL)
+        return with_opts ? real_mongoc_collection_create_index_with_opts(c, keys, opt, opts,
+                                                                         reply, error)
+                         : real_mongoc_collection_create_index(c, keys, opt, error);
+    MG_ERR_LOCAL;
+    {
+        char buf[256];
+        struct sb b = {buf, 0, sizeof(buf)};
+        bson_keys(keys, &b);
+        ldprof_span_add_str(s, LDPROF_FIELD_START, "mongodb.index", buf, (int)b.n);
+    }
+    MG_REAL(r = with_opts ? real_mongoc_collection_create_index_with_opts(c, keys, opt, opts,
+                                                                          reply, error)
+                          : real_mongoc_collection_create_index(c, keys, opt, error));
+    mg_end(s, !r, error, -1);
+    errno = saved;
+    return r;
+}
+
+LDPROF_EXPORT bool mongoc_collection_create_index(mongoc_collection_t *c, const bson_t *keys,
+                                                  const mongoc_index_opt_t *opt,
+                                                  bson_error_t *error)
+{
+    MG_NEED(mongoc_collection_create_index, false);
+    if (!mg_on())
+        return real_mongoc_collection_create_index(c, keys, opt, error);
+    return ldprof_mongoc_collection_create_index_with_opts(c, keys, opt, NULL, NULL, error, 0);
+}
+
+LDPROF_EXPORT bool mongoc_collection_create_index_with_opts(mongoc_collection_t *c,
+                                                            const bson_t *keys,
+                                                            const mongoc_index_opt_t *opt,
+                                                            const bson_t *opts, bson_t *reply,
+                                                            bson_error_t *error)
+{
+    MG_NEED(mongoc_collection_create_index_with_opts, false);
+    if (!mg_on())
+        return real_mongoc_collection_create_index_with_opts(c, keys, opt, opts, reply, error);
+    return ldprof_mongoc_collection_create_index_with_opts(c, keys, opt, opts, reply, error, 1);
 }

@@ -7,7 +7,11 @@
 # PQsendQuery, PQsendPrepare + PQsendQueryPrepared each drained with
 # PQgetResult, a two-statement send whose second statement fails, a binary
 # parameter, PQconnectdbParams, a send never drained before PQfinish, a
-# refused PQsetdbLogin: 18 db spans) and prints every result canonically.
+# refused PQsetdbLogin, a non-blocking PQconnectStartParams + PQconnectPoll
+# connect, a PQresetStart + PQresetPoll on it and a query, a refused
+# non-blocking connect, a PQconnectStart PQfinish'ed before it completed:
+# 23 db spans) and prints
+# every result canonically.
 # It runs:
 #   (a) without the preload
 #   (b) under the preload with LDPROF_ENABLED=0
@@ -28,7 +32,8 @@ PQ_CLIENT=$LDPROF_BUILD/tests/targets/pq_client
 [ -x "$PQ_CLIENT" ] || { REQ="(setup)" STATUS="" BODY=""; fail "not built: $PQ_CLIENT (run make all)"; }
 for s in PQexec PQexecParams PQprepare PQexecPrepared PQdescribePrepared PQsendQuery \
     PQsendQueryParams PQsendPrepare PQsendQueryPrepared PQgetResult PQconnectdb \
-    PQconnectdbParams PQsetdbLogin PQfinish PQreset; do
+    PQconnectdbParams PQsetdbLogin PQfinish PQreset PQconnectStart PQconnectStartParams \
+    PQconnectPoll PQresetStart PQresetPoll; do
     nm -D --defined-only "$LDPROF_LIB" | grep -qw "$s" ||
         { REQ="nm -D $LDPROF_LIB" STATUS="" BODY=""; fail "$s is not exported by libldprof.so (preload/libldprof.map)"; }
 done
@@ -84,7 +89,12 @@ expected_spans() {
  {\"op\": \"query\", \"stmt\": \"SELECT \$1::int4 AS b\", \"params\": $7, \"status\": \"PGRES_TUPLES_OK\", \"rows\": 1},
  {\"op\": \"connect\", \"stmt\": null, \"params\": null, \"status\": null},
  {\"op\": \"query\", \"stmt\": \"SELECT 2\", \"params\": [], \"async\": 1, \"status\": \"abandoned\"},
- {\"op\": \"connect\", \"stmt\": null, \"params\": null, \"status\": null, \"etype\": \"OperationalError\", \"msg\": \"connection to server at \\\"127.0.0.1\\\", port 1 failed: Connection refused\"}
+ {\"op\": \"connect\", \"stmt\": null, \"params\": null, \"status\": null, \"etype\": \"OperationalError\", \"msg\": \"connection to server at \\\"127.0.0.1\\\", port 1 failed: Connection refused\"},
+ {\"op\": \"connect\", \"stmt\": null, \"params\": null, \"async\": 1, \"status\": null},
+ {\"op\": \"reset\", \"stmt\": null, \"params\": null, \"async\": 1, \"status\": null},
+ {\"op\": \"query\", \"stmt\": \"SELECT 3\", \"params\": [], \"status\": \"PGRES_TUPLES_OK\", \"rows\": 1},
+ {\"op\": \"connect\", \"stmt\": null, \"params\": null, \"async\": 1, \"status\": null, \"etype\": \"OperationalError\", \"msg\": \"connection to server at \\\"127.0.0.1\\\", port 1 failed: Connection refused\"},
+ {\"op\": \"connect\", \"stmt\": null, \"params\": null, \"async\": 1, \"status\": \"abandoned\"}
 ] | map({$n, \"depth\": 1, \"top\": true} + .)"
 }
 
@@ -126,17 +136,17 @@ step "(c) profile mode with a collector: same output, the expected db spans"
 collect c
 [ "$(dumps | wc -l)" = 1 ] || { BODY=$(dumps); fail "expected one dump, got $(dumps | wc -l)"; }
 DUMP=$(dumps)
-jq_expect "$COLL_STATS" '.spans' 18 "spans received"
+jq_expect "$COLL_STATS" '.spans' 23 "spans received"
 jq_expect "$DUMP" "$JQ_SPANS [spans | .name] | unique" '["db"]' "span names"
 jq_expect "$DUMP" "$DB_SPANS" "$(expected_spans '["?", "?"]' '["?", "?"]' '["?"]' '["?", "?"]' '["?"]' '["?", "?"]' '["?"]')" "db spans"
 # the connect span's stop info names the server (never the password)
-jq_expect "$DUMP" "$JQ_SPANS [spans | select(.start.info.db.operation == \"connect\")] | sort_by(.start.timestamp) | map(.stop.info.db | if . == null then null else keys_unsorted end)" \
-    '[["host", "port", "name", "user"], ["host", "port", "name", "user"], null]' "connect info"
+jq_expect "$DUMP" "$JQ_SPANS [spans | select(.start.info.db.operation == \"connect\" or .start.info.db.operation == \"reset\")] | sort_by(.start.timestamp) | map(.stop.info.db | if . == null then null else keys_unsorted end)" \
+    '[["host", "port", "name", "user"], ["host", "port", "name", "user"], null, ["host", "port", "name", "user"], ["host", "port", "name", "user"], null, ["status"]]' "connect info"
 # full error messages (psycopg2's text: no "ERROR:  " prefix, no trailing newline)
 jq_expect "$DUMP" "$JQ_SPANS [spans | select(.stop.info.db.sqlstate == \"23505\" or .stop.info.db.sqlstate == \"42601\")] | sort_by(.start.timestamp) | map(.stop.info.message)" \
     '["duplicate key value violates unique constraint \"t31_pkey\"\nDETAIL:  Key (id)=(1) already exists.", "syntax error at or near \"SELEC\"\nLINE 1: SELEC 1\n        ^"]' "error messages"
 jq_expect "$DUMP" "$JQ_SPANS [spans | select(.stop.info.etype != null)] | sort_by(.start.timestamp) | map(.stop.info | keys_unsorted)" \
-    '[["etype", "message", "db", "host"], ["etype", "message", "db", "host"], ["etype", "message", "db", "host"], ["etype", "message", "host"]]' "error stop info keys (OSProfiler shape)"
+    '[["etype", "message", "db", "host"], ["etype", "message", "db", "host"], ["etype", "message", "db", "host"], ["etype", "message", "host"], ["etype", "message", "host"]]' "error stop info keys (OSProfiler shape)"
 jq_expect "$DUMP" "$JQ_SPANS [spans | .service] | unique" '["pq-client-31"]' "service"
 
 step "(d) LDPROF_RECORD_VALUES=1: the real parameter values"

@@ -4,7 +4,9 @@
 # tests/targets/mongo_client runs a fixed libmongoc sequence through a
 # mongoc_client_pool_t against the MongoDB stand-in (pop, insert_one,
 # insert_many, find + iterate, update_one, count_documents,
-# find_and_modify, delete_many, a failing find ($where), drop, push):
+# find_and_modify, delete_many, a failing find ($where), aggregate, a cursor
+# destroyed early, estimated_document_count, ping, create_index_with_opts,
+# create_index, drop, push):
 #
 #   a  without the preload                      -> reference output
 #   b  preload, LDPROF_ENABLED=0                -> same output
@@ -34,7 +36,8 @@ for s in mongoc_client_pool_pop mongoc_client_pool_try_pop mongoc_client_pool_pu
     mongoc_client_read_command_with_opts mongoc_client_write_command_with_opts \
     mongoc_database_command_simple mongoc_collection_command_simple \
     mongoc_bulk_operation_execute mongoc_collection_drop mongoc_collection_drop_with_opts \
-    mongoc_collection_drop_index mongoc_collection_drop_index_with_opts; do
+    mongoc_collection_drop_index mongoc_collection_drop_index_with_opts \
+    mongoc_collection_create_index mongoc_collection_create_index_with_opts; do
     nm -D --defined-only "$LDPROF_LIB" | grep -qw "$s" ||
         { REQ="nm -D $LDPROF_LIB" STATUS="" BODY=""; fail "$s is not exported by libldprof.so (preload/libldprof.map)"; }
 done
@@ -117,6 +120,8 @@ aggregate: k=1
 find first: 1
 estimated_document_count: 1
 ping: ok
+create_index_with_opts: ok
+create_index: ok
 drop: ok
 done bad=0'
 [ "$(cat "$E2E_TMP/a.out")" = "$want_out" ] || fail "unexpected output of run a"
@@ -145,6 +150,8 @@ mongodb aggregate C filter=- n=1
 mongodb find C filter= n=1
 mongodb count C filter=- n=1
 mongodb ping - filter=- n=-
+mongodb createIndexes C filter=- n=-
+mongodb createIndexes C filter=- n=-
 mongodb drop C filter=- n=-
 pooling push got=-'
 
@@ -163,6 +170,8 @@ jq_expect "$COLL_DIR/$BASE.json" "$JQ_SPANS [spans | select(.name == \"mongodb\"
     '["ldprof_test"]'
 jq_expect "$COLL_DIR/$BASE.json" "$JQ_SPANS [spans | select(.name == \"mongodb\")] | sort_by(.start.timestamp) | map(.start.info.mongodb.documents | select(.))" \
     '[1, 2]'
+jq_expect "$COLL_DIR/$BASE.json" "$JQ_SPANS [spans | select(.name == \"mongodb\")] | sort_by(.start.timestamp) | map(.start.info.mongodb.index | select(.))" \
+    '["n,name", "name"]'
 if grep -q 'this.n' "$COLL_DIR/$BASE.json"; then fail "run c: a filter value is in the trace"; fi
 
 step "d: LDPROF_RECORD_VALUES=1: filters as JSON"

@@ -10,7 +10,8 @@
  * find_and_modify_with_opts, delete_many, a find that fails ($where is not
  * supported by the stand-in), aggregate + iterate, a find whose cursor is
  * destroyed after one document, estimated_document_count, a ping command
- * (client_command_simple), drop, push.  Prints each result canonically
+ * (client_command_simple), create_index_with_opts and create_index (both
+ * deprecated in libmongoc 1.23, still used by apps), drop, push.  Prints each result canonically
  * (one line each, no ids, no timings) so that runs with and without the
  * preload can be compared byte for byte.  Exit status 0 when every step
  * behaved as expected, 1 otherwise.
@@ -198,6 +199,25 @@ int main(int argc, char **argv)
     else
         print_err("ping", &e), bad = 1;
     bson_destroy(ping);
+
+    /* create_index_with_opts, create_index (deprecated: apps still call them) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    bson_t *ik = BCON_NEW("n", BCON_INT32(1), "name", BCON_INT32(-1));
+    bson_t ireply;
+    if (mongoc_collection_create_index_with_opts(coll, ik, NULL, NULL, &ireply, &e))
+        printf("create_index_with_opts: ok\n");
+    else
+        print_err("create_index_with_opts", &e), bad = 1;
+    bson_destroy(&ireply);
+    bson_destroy(ik);
+    ik = BCON_NEW("name", BCON_INT32(1));
+    if (mongoc_collection_create_index(coll, ik, NULL, &e))
+        printf("create_index: ok\n");
+    else
+        print_err("create_index", &e), bad = 1;
+    bson_destroy(ik);
+#pragma GCC diagnostic pop
 
     /* drop */
     if (mongoc_collection_drop(coll, &e))

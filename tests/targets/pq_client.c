@@ -27,7 +27,14 @@
  *  16 PQconnectdbParams (dbname = the conninfo, expand_dbname)
  *  17 PQsendQuery     SELECT 2, never drained: PQfinish ends it
  *  18 PQsetdbLogin    127.0.0.1 port 1: connection refused
+ *  19 PQconnectStartParams + poll()/PQconnectPoll loop: connected
+ *  20 PQresetStart + poll()/PQresetPoll loop on it: reconnected
+ *  21 PQexec          SELECT 3 on it, then PQfinish
+ *  22 PQconnectStartParams 127.0.0.1 port 1 + poll loop: refused
+ *  23 PQconnectStart  (conninfo), one PQconnectPoll at most, then PQfinish
+ *                     before it completed: abandoned
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +95,21 @@ static void drain(const char *what, PGconn *c)
         PQclear(r);
     }
     printf("%s: %d result(s) then NULL\n", what, n);
+}
+
+/* Drive a PQconnectStart* connection to its end with poll() on PQsocket;
+ * returns the final PQconnectPoll state. */
+static PostgresPollingStatusType poll_connect(PGconn *c, int reset)
+{
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        struct pollfd pfd = {PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+        if (pfd.fd < 0 || poll(&pfd, 1, 10000) <= 0)
+            return PGRES_POLLING_FAILED;
+        st = reset ? PQresetPoll(c) : PQconnectPoll(c);
+    }
+    return st;
 }
 
 int main(void)
@@ -185,6 +207,43 @@ int main(void)
     c = PQsetdbLogin("127.0.0.1", "1", NULL, NULL, "nodb", "nouser", NULL);
     printf("connect refused: %s\n", PQstatus(c) == CONNECTION_BAD ? "bad (expected)" : "ok?");
     ok &= PQstatus(c) == CONNECTION_BAD;
+    PQfinish(c);
+
+    /* 19-21: non-blocking connect, non-blocking reset, a query */
+    c = PQconnectStartParams(kw, vals, 1);
+    ok &= c != NULL && PQstatus(c) != CONNECTION_BAD;
+    printf("connect start: %s\n",
+           poll_connect(c, 0) == PGRES_POLLING_OK && PQstatus(c) == CONNECTION_OK ? "ok" : "bad");
+    ok &= PQstatus(c) == CONNECTION_OK;
+    ok &= PQresetStart(c) == 1;
+    printf("reset start: %s\n",
+           poll_connect(c, 1) == PGRES_POLLING_OK && PQstatus(c) == CONNECTION_OK ? "ok" : "bad");
+    ok &= PQstatus(c) == CONNECTION_OK;
+    r = PQexec(c, "SELECT 3");
+    ok &= check("after connect start", r, PGRES_TUPLES_OK);
+    PQfinish(c);
+
+    /* 22: non-blocking connect to a closed port: refused */
+    {
+        const char *kw2[] = {"host", "port", "dbname", "user", NULL};
+        const char *vals2[] = {"127.0.0.1", "1", "nodb", "nouser", NULL};
+        c = PQconnectStartParams(kw2, vals2, 0);
+        if (c != NULL && PQstatus(c) != CONNECTION_BAD) {
+            PostgresPollingStatusType st = poll_connect(c, 0);
+            printf("connect start refused: %s\n",
+                   st == PGRES_POLLING_FAILED ? "failed (expected)" : "ok?");
+            ok &= st == PGRES_POLLING_FAILED;
+        } else {
+            printf("connect start refused: start failed?\n");
+            ok = 0;
+        }
+        PQfinish(c);
+    }
+
+    /* 23: PQconnectStart, abandoned before it completes */
+    c = PQconnectStart(ci);
+    printf("connect start abandoned: %s\n", c != NULL && PQstatus(c) != CONNECTION_BAD ? "started" : "bad");
+    ok &= c != NULL && PQstatus(c) != CONNECTION_BAD;
     PQfinish(c);
 
     printf("done: %s\n", ok ? "ok" : "unexpected results");
