@@ -1,8 +1,9 @@
 /*
  * collector/cli.c - main() of the `ldprof` command line tool:
  *
- *   ldprof trace list [--dir DIR]
- *   ldprof trace show <id> [--dir DIR] [--json]
+ *   ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]
+ *                     [--errors] [--format table|json]
+ *   ldprof trace show <id> [--dir DIR] [--json|--dot|--chrome|--otlp]
  *   ldprof headers --key K [--base-id ID] [--parent-id ID]
  *   ldprof run [--profile KEY] [--collector PATH] [--dir DIR] [--lib PATH] -- CMD...
  *
@@ -42,7 +43,8 @@ static const char main_usage[] =
     "\n"
     "Commands:\n"
     "  trace list               list the traces in the trace directory\n"
-    "  trace show ID            show one trace (text tree, or --json)\n"
+    "  trace show ID            show one trace (text tree, --json, --dot, --chrome,\n"
+    "                           --otlp)\n"
     "  headers --key K          print signed X-Trace-Info/X-Trace-HMAC headers\n"
     "  run [OPTS] -- CMD...     run CMD under libldprof.so (and a collector)\n"
     "\n"
@@ -50,27 +52,49 @@ static const char main_usage[] =
     "  --version                the version\n";
 
 static const char trace_usage[] =
-    "Usage: ldprof trace list [--dir DIR]\n"
-    "       ldprof trace show ID [--dir DIR] [--json]\n"
+    "Usage: ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]\n"
+    "                         [--errors] [--format table|json]\n"
+    "       ldprof trace show ID [--dir DIR] [--json|--dot|--chrome|--otlp]\n"
     "Read the per-trace dumps written by ldprof-collectord.\n";
 
 static const char list_usage[] =
-    "Usage: ldprof trace list [--dir DIR]\n"
+    "Usage: ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]\n"
+    "                         [--errors] [--format table|json]\n"
     "List the traces, newest first: base_id, start time (UTC), duration in ms,\n"
-    "root span, number of spans.\n"
+    "root span, number of spans.  The filters combine (all must hold).\n"
     "\n"
-    "  --dir DIR   trace directory (default: $LDPROF_TRACE_DIR, else\n"
-    "              $XDG_STATE_HOME/ldprof/traces, else ~/.local/state/ldprof/traces,\n"
-    "              else /tmp/ldprof-$UID/traces)\n"
-    "  --help      this help\n";
+    "  --dir DIR           trace directory (default: $LDPROF_TRACE_DIR, else\n"
+    "                      $XDG_STATE_HOME/ldprof/traces, else\n"
+    "                      ~/.local/state/ldprof/traces, else /tmp/ldprof-$UID/traces)\n"
+    "  --since T           traces that started at or after T: a duration back from\n"
+    "                      now (90s, 10m, 2h, 3d, 1w) or a UTC time (2026-11-24,\n"
+    "                      2026-11-24T10:00, 2026-11-24T10:00:00[.ffffff][Z])\n"
+    "  --min-duration MS   traces lasting at least MS milliseconds (an integer)\n"
+    "  --name S            traces with a span whose name contains S, or whose ROOT\n"
+    "                      column contains S (e.g. \"wsgi\", \"db\", \"/v2/queues\");\n"
+    "                      case-sensitive\n"
+    "  --errors            traces with at least one span whose stop event has an\n"
+    "                      etype (an exception)\n"
+    "  --format F          table (default) or json: an array of objects with the\n"
+    "                      columns base_id, start, duration_ms, root, spans, and errors\n"
+    "  --help              this help\n"
+    "Example: ldprof trace list --since 2h --min-duration 100 --errors --format json\n";
 
 static const char show_usage[] =
-    "Usage: ldprof trace show ID [--dir DIR] [--json]\n"
+    "Usage: ldprof trace show ID [--dir DIR] [--json|--dot|--chrome|--otlp]\n"
     "Show one trace as a tree with start offsets and durations in ms and a time\n"
-    "bar per span.  ID may be any unique prefix of the base_id.\n"
+    "bar per span.  ID may be any unique prefix of the base_id.  At most one\n"
+    "output format may be given.\n"
     "\n"
     "  --json      print the dump exactly as stored: byte-identical to\n"
     "              `osprofiler trace show --json`\n"
+    "  --dot       Graphviz DOT as `osprofiler trace show --dot` prints it\n"
+    "              (ldprof trace show ID --dot | dot -Tsvg > trace.svg)\n"
+    "  --chrome    Chrome trace-event JSON for Perfetto (ui.perfetto.dev) or\n"
+    "              chrome://tracing: one process per service@host, one complete\n"
+    "              event per span, overlapping spans on separate lanes (threads)\n"
+    "  --otlp      OTLP/JSON (resourceSpans) for OpenTelemetry tools: traceId =\n"
+    "              base_id (128 bits), spanId = low 64 bits of the span's trace_id\n"
     "  --dir DIR   trace directory (default as for `ldprof trace list`)\n"
     "  --help      this help\n";
 
@@ -185,18 +209,62 @@ static int dumps_list(const char *dir, struct dumps *d)
 
 /* ------------------------------------------------------------ trace list */
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int cmd_trace_list(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"dir", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    static const struct option lo[] = {{"dir", required_argument, NULL, 'd'},
+                                       {"since", required_argument, NULL, 's'},
+                                       {"min-duration", required_argument, NULL, 'm'},
+                                       {"name", required_argument, NULL, 'n'},
+                                       {"errors", no_argument, NULL, 'e'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {0, 0, 0, 0}};
     const char *diropt = NULL;
     char dirbuf[PATH_MAX];
-    int c;
+    struct coll_list_filter flt = {.since_us = INT64_MIN, .min_ms = -1};
+    int c, as_json = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
         if (c == 'd')
             diropt = optarg;
-        else if (c == 'h') {
+        else if (c == 's') {
+            if (coll_parse_since(optarg, now_us(), &flt.since_us) < 0) {
+                err("trace list: --since '%s' is neither a duration (10m, 2h, 3d) nor a UTC "
+                    "time (2026-11-24T10:00:00)",
+                    optarg);
+                return EXIT_USAGE;
+            }
+        } else if (c == 'm') {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || errno || v < 0) {
+                err("trace list: --min-duration '%s' is not a whole number of milliseconds >= 0",
+                    optarg);
+                return EXIT_USAGE;
+            }
+            flt.min_ms = v;
+        } else if (c == 'n') {
+            flt.name = optarg;
+        } else if (c == 'e') {
+            flt.errors = 1;
+        } else if (c == 'f') {
+            if (strcmp(optarg, "json") == 0)
+                as_json = 1;
+            else if (strcmp(optarg, "table") == 0)
+                as_json = 0;
+            else {
+                err("trace list: --format '%s': use table or json", optarg);
+                return EXIT_USAGE;
+            }
+        } else if (c == 'h') {
             fputs(list_usage, stdout);
             return 0;
         } else
@@ -231,14 +299,17 @@ static int cmd_trace_list(int argc, char **argv)
             coll_summary_from_dump(b.p ? b.p : "", b.len, &rows[nrows]) < 0) {
             err("skipping %s: not a readable trace dump", path);
             rc = 1;
-        } else {
+        } else if (coll_list_match(b.p, b.len, &rows[nrows], &flt)) {
             snprintf(rows[nrows].base_id, sizeof rows[nrows].base_id, "%s", d.ids[i]);
             nrows++;
         }
         coll_buf_free(&b);
     }
     coll_summary_sort(rows, nrows);
-    coll_render_list(stdout, rows, nrows);
+    if (as_json)
+        coll_render_list_json(stdout, rows, nrows);
+    else
+        coll_render_list(stdout, rows, nrows);
     free(rows);
     dumps_free(&d);
     return rc;
@@ -250,19 +321,27 @@ static int cmd_trace_show(int argc, char **argv)
 {
     static const struct option lo[] = {{"dir", required_argument, NULL, 'd'},
                                        {"json", no_argument, NULL, 'j'},
+                                       {"dot", no_argument, NULL, 'D'},
+                                       {"chrome", no_argument, NULL, 'C'},
+                                       {"otlp", no_argument, NULL, 'O'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0, 0, 0, 0}};
     const char *diropt = NULL, *id = NULL;
     char dirbuf[PATH_MAX];
-    int json = 0, c;
+    int json = 0, fmt = 0, c;
     optind = 1;
     /* permute: the id may come before or after the options */
     while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
         if (c == 'd')
             diropt = optarg;
-        else if (c == 'j')
-            json = 1;
-        else if (c == 'h') {
+        else if (c == 'j' || c == 'D' || c == 'C' || c == 'O') {
+            if (fmt && fmt != c) {
+                err("trace show: --json, --dot, --chrome and --otlp exclude each other");
+                return EXIT_USAGE;
+            }
+            fmt = c;
+            json = c == 'j';
+        } else if (c == 'h') {
             fputs(show_usage, stdout);
             return 0;
         } else
@@ -328,6 +407,18 @@ static int cmd_trace_show(int argc, char **argv)
     if (json) {
         if (b.len && fwrite(b.p, 1, b.len, stdout) != b.len)
             rc = 1;
+    } else if (fmt) {
+        struct coll_buf o;
+        coll_buf_init(&o);
+        int (*fn)(struct coll_buf *, const char *, size_t) =
+            fmt == 'D' ? coll_export_dot : fmt == 'C' ? coll_export_chrome : coll_export_otlp;
+        if (fn(&o, b.p ? b.p : "", b.len) < 0) {
+            err("%s: not a trace dump", path);
+            rc = 1;
+        } else if (o.len && fwrite(o.p, 1, o.len, stdout) != o.len) {
+            rc = 1;
+        }
+        coll_buf_free(&o);
     } else if (coll_render_tree(stdout, b.p ? b.p : "", b.len, 40) < 0) {
         err("%s: not a trace dump", path);
         rc = 1;

@@ -111,6 +111,16 @@ static void span_detail(struct coll_buf *b, json_t *info)
     }
 }
 
+void coll_render_span_detail(struct coll_buf *b, json_t *info)
+{
+    span_detail(b, info);
+}
+
+void coll_render_clean(struct coll_buf *b, const char *s, size_t len, size_t max)
+{
+    add_clean(b, s, len, max);
+}
+
 static const char *str_or(json_t *v, const char *dflt)
 {
     return json_is_string(v) ? json_string_value(v) : dflt;
@@ -130,7 +140,10 @@ static json_t *load_report(const char *text, size_t len)
     return r;
 }
 
-static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, int depth)
+/* Count the nodes, the earliest timestamp and (when `errors` is not NULL)
+ * the spans whose stop event has an etype. */
+static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, size_t *errors,
+                       int depth)
 {
     if (depth > 10000)
         return;
@@ -140,6 +153,9 @@ static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, int depth)
         const char *key;
         json_t *val;
         (*count)++;
+        json_t *et = json_object_get(json_object_get(payload(info, "-stop"), "info"), "etype");
+        if (errors && et && !json_is_null(et))
+            (*errors)++;
         json_object_foreach(info, key, val) {
             if (strncmp(key, "meta.raw_payload.", 17) != 0)
                 continue;
@@ -150,7 +166,7 @@ static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, int depth)
                 us < *min_us)
                 *min_us = us;
         }
-        walk_nodes(json_object_get(node, "children"), count, min_us, depth + 1);
+        walk_nodes(json_object_get(node, "children"), count, min_us, errors, depth + 1);
     }
 }
 
@@ -164,7 +180,7 @@ int coll_summary_from_dump(const char *text, size_t len, struct coll_summary *s)
     memset(s, 0, sizeof *s);
     int64_t min_us = INT64_MAX;
     json_t *children = json_object_get(r, "children");
-    walk_nodes(children, &s->spans, &min_us, 0);
+    walk_nodes(children, &s->spans, &min_us, &s->errors, 0);
     s->start_us = min_us == INT64_MAX ? 0 : min_us;
     s->duration_ms = json_integer_value(json_object_get(json_object_get(r, "info"), "finished"));
     json_t *first = json_array_get(children, 0);
@@ -311,7 +327,7 @@ int coll_render_tree(FILE *out, const char *text, size_t len, int bar_width)
     json_t *children = json_object_get(r, "children");
     size_t count = 0;
     int64_t min_us = INT64_MAX;
-    walk_nodes(children, &count, &min_us, 0);
+    walk_nodes(children, &count, &min_us, NULL, 0);
     struct tree_ctx t = {
         .out = out,
         .total = json_integer_value(json_object_get(json_object_get(r, "info"), "finished")),

@@ -14,7 +14,7 @@ PKGS=(
     libmicrohttpd-dev libmongoc-dev libbson-dev libhiredis-dev libpq-dev
     # tests
     libcriterion-dev redis-server redis-tools postgresql postgresql-client
-    python3 python3-mockupdb python3-osprofiler python3-redis curl jq procps
+    python3 python3-mockupdb python3-osprofiler python3-redis curl jq procps graphviz
 )
 
 missing=()
