@@ -120,32 +120,8 @@ static void mg_resolve(void)
 
 /* MG_NEED(sym, failret): real_sym usable, else (symbol missing: cannot
  * happen for a program that calls it, but never kill the host) ENOSYS. */
-#define MG_NEED(sym, failret)                                                            \
-    do {                                                                                 \
-        void *p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);              \
-        if (__builtin_expect(p_ == NULL, 0)) {                                           \
-            mg_resolve();                                                                \
-            p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);                \
-        }                                                                                \
-        if (__builtin_expect(p_ == LDPROF_SYM_MISSING || p_ == NULL, 0)) {               \
-            ldprof_sym_missing_log(#sym);                                                \
-            errno = ENOSYS;                                                              \
-            return failret;                                                              \
-        }                                                                                \
-    } while (0)
-
-#define MG_NEED_VOID(sym)                                                                \
-    do {                                                                                 \
-        void *p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);              \
-        if (__builtin_expect(p_ == NULL, 0)) {                                           \
-            mg_resolve();                                                                \
-            p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);                \
-        }                                                                                \
-        if (__builtin_expect(p_ == LDPROF_SYM_MISSING || p_ == NULL, 0)) {               \
-            ldprof_sym_missing_log(#sym);                                                \
-            return;                                                                      \
-        }                                                                                \
-    } while (0)
+#define MG_NEED(sym, failret) LDPROF_SYM_NEED(sym, mg_resolve, failret)
+#define MG_NEED_VOID(sym) LDPROF_SYM_NEED_VOID(sym, mg_resolve)
 
 /* ------------------------------------------------------------ gates */
 

@@ -78,37 +78,48 @@ void ldprof_real_init(void);
 void ldprof_sym_missing_log(const char *name);
 
 /*
- * LDPROF_REAL_NEED(sym, failret) - at the top of a wrapper: make sure
- * real_<sym> is usable; if it cannot be resolved, set errno = ENOSYS and
- * return failret from the wrapper.
+ * ldprof_sym_ready - is the real pointer at @pp usable?  Runs @resolve once
+ * when the pointer is still unresolved (NULL): the lazy path the hook files
+ * share (libc: ldprof_real_init; a driver: its own table's resolver).
  */
-#define LDPROF_REAL_NEED(sym, failret)                                                   \
+static inline int ldprof_sym_ready(void **pp, void (*resolve)(void))
+{
+    void *p = __atomic_load_n(pp, __ATOMIC_ACQUIRE);
+
+    if (__builtin_expect(p == NULL, 0)) {
+        resolve();
+        p = __atomic_load_n(pp, __ATOMIC_ACQUIRE);
+    }
+    return p != NULL && p != LDPROF_SYM_MISSING;
+}
+
+/*
+ * LDPROF_SYM_NEED(sym, resolve, failret) - at the top of a wrapper: make
+ * sure real_<sym> is usable (resolving with @resolve); if it cannot be
+ * resolved, log once, set errno = ENOSYS and return failret from the
+ * wrapper.  LDPROF_SYM_NEED_VOID(sym, resolve): the same for void wrappers
+ * (errno untouched).
+ */
+#define LDPROF_SYM_NEED(sym, resolve, failret)                                           \
     do {                                                                                 \
-        void *p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);              \
-        if (__builtin_expect(p_ == NULL, 0)) {                                           \
-            ldprof_real_init();                                                          \
-            p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);                \
-        }                                                                                \
-        if (__builtin_expect(p_ == LDPROF_SYM_MISSING || p_ == NULL, 0)) {               \
+        if (__builtin_expect(!ldprof_sym_ready((void **)&real_##sym, resolve), 0)) {     \
             ldprof_sym_missing_log(#sym);                                                \
             errno = ENOSYS;                                                              \
             return failret;                                                              \
         }                                                                                \
     } while (0)
 
-/* Same for wrappers returning void (closefrom). */
-#define LDPROF_REAL_NEED_VOID(sym)                                                       \
+#define LDPROF_SYM_NEED_VOID(sym, resolve)                                               \
     do {                                                                                 \
-        void *p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);              \
-        if (__builtin_expect(p_ == NULL, 0)) {                                           \
-            ldprof_real_init();                                                          \
-            p_ = __atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE);                \
-        }                                                                                \
-        if (__builtin_expect(p_ == LDPROF_SYM_MISSING || p_ == NULL, 0)) {               \
+        if (__builtin_expect(!ldprof_sym_ready((void **)&real_##sym, resolve), 0)) {     \
             ldprof_sym_missing_log(#sym);                                                \
             return;                                                                      \
         }                                                                                \
     } while (0)
+
+/* The libc wrappers' gates (closefrom is the void one). */
+#define LDPROF_REAL_NEED(sym, failret) LDPROF_SYM_NEED(sym, ldprof_real_init, failret)
+#define LDPROF_REAL_NEED_VOID(sym) LDPROF_SYM_NEED_VOID(sym, ldprof_real_init)
 
 /*
  * Internal unwrapped I/O for the preload core.  They go to real_* when it
