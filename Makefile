@@ -145,7 +145,7 @@ ALL_TARGETS += $(LIBLDPROF) $(TARGETS)
 # the two main() files is also linked into the unit-test binary, with the
 # tests/unit/test_collector_*.c suites; the daemon and CLI suites run the two
 # binaries from $(LDPROF_BUILD)/collector/ (order-only prerequisites).
-COLL_PKGS := jansson libcrypto
+COLL_PKGS := jansson libcrypto hiredis
 COLL_CFLAGS := $(call pc,--cflags,$(COLL_PKGS)) -Iinclude
 COLL_LIBS := $(call pc,--libs,$(COLL_PKGS))
 COLL_MAIN_SRCS := collector/collectord.c collector/cli.c

@@ -31,7 +31,9 @@
 #include "headers.h"
 #include "json.h"
 #include "paths.h"
+#include "redis_store.h"
 #include "render.h"
+#include "report.h"
 #include "server.h" /* LDPROF_VERSION */
 #include "store.h"
 
@@ -54,7 +56,7 @@ static const char main_usage[] =
 static const char trace_usage[] =
     "Usage: ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]\n"
     "                         [--errors] [--format table|json]\n"
-    "       ldprof trace show ID [--dir DIR] [--json|--dot|--chrome|--otlp]\n"
+    "       ldprof trace show ID [--dir DIR|--redis URI] [--json|--dot|--chrome|--otlp]\n"
     "Read the per-trace dumps written by ldprof-collectord.\n";
 
 static const char list_usage[] =
@@ -81,7 +83,7 @@ static const char list_usage[] =
     "Example: ldprof trace list --since 2h --min-duration 100 --errors --format json\n";
 
 static const char show_usage[] =
-    "Usage: ldprof trace show ID [--dir DIR] [--json|--dot|--chrome|--otlp]\n"
+    "Usage: ldprof trace show ID [--dir DIR|--redis URI] [--json|--dot|--chrome|--otlp]\n"
     "Show one trace as a tree with start offsets and durations in ms and a time\n"
     "bar per span.  ID may be any unique prefix of the base_id.  At most one\n"
     "output format may be given.\n"
@@ -96,6 +98,9 @@ static const char show_usage[] =
     "  --otlp      OTLP/JSON (resourceSpans) for OpenTelemetry tools: traceId =\n"
     "              base_id (128 bits), spanId = low 64 bits of the span's trace_id\n"
     "  --dir DIR   trace directory (default as for `ldprof trace list`)\n"
+    "  --redis URI read the trace from Redis instead (redis://HOST[:PORT][/DB]):\n"
+    "              the events OSProfiler (or ldprof-collectord --redis) pushed to\n"
+    "              osprofiler_opt:ID (the full id), in LRANGE order\n"
     "  --help      this help\n";
 
 static const char headers_usage[] =
@@ -317,16 +322,53 @@ static int cmd_trace_list(int argc, char **argv)
 
 /* ------------------------------------------------------------ trace show */
 
+/* The report of trace `id` read from Redis (LRANGE osprofiler_opt:<id>,
+ * OSProfiler's read order), serialised exactly as a dump.  `what` names the
+ * source for messages.  0, or -1 after a message. */
+static int redis_dump(const char *uri, const char *id, struct coll_buf *b, char *what,
+                      size_t wlen)
+{
+    char e[256];
+    snprintf(what, wlen, "%s " COLL_REDIS_KEY_PREFIX "%s", uri, id);
+    json_t *evs = coll_redis_fetch(uri, id, e, sizeof e);
+    if (!evs) {
+        err("trace show: %s", e);
+        return -1;
+    }
+    if (json_array_size(evs) == 0) {
+        err("no trace matches '%s' in %s", id, uri);
+        json_decref(evs);
+        return -1;
+    }
+    struct coll_report_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    json_t *rep = coll_report_build(evs, &ctx);
+    if (!rep) {
+        err("%s: cannot build the report: %s", what, ctx.errstr);
+        json_decref(evs);
+        return -1;
+    }
+    int r = coll_report_dump(b, rep);
+    coll_report_free(rep);
+    json_decref(evs);
+    if (r < 0 || b->oom) {
+        err("%s: out of memory", what);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_trace_show(int argc, char **argv)
 {
     static const struct option lo[] = {{"dir", required_argument, NULL, 'd'},
+                                       {"redis", required_argument, NULL, 'R'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"dot", no_argument, NULL, 'D'},
                                        {"chrome", no_argument, NULL, 'C'},
                                        {"otlp", no_argument, NULL, 'O'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0, 0, 0, 0}};
-    const char *diropt = NULL, *id = NULL;
+    const char *diropt = NULL, *id = NULL, *redis = NULL;
     char dirbuf[PATH_MAX];
     int json = 0, fmt = 0, c;
     optind = 1;
@@ -334,6 +376,8 @@ static int cmd_trace_show(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
         if (c == 'd')
             diropt = optarg;
+        else if (c == 'R')
+            redis = optarg;
         else if (c == 'j' || c == 'D' || c == 'C' || c == 'O') {
             if (fmt && fmt != c) {
                 err("trace show: --json, --dot, --chrome and --otlp exclude each other");
@@ -360,6 +404,20 @@ static int cmd_trace_show(int argc, char **argv)
     if (!*id || strlen(id) > 36 || strspn(id, "0123456789abcdefABCDEF-") != strlen(id)) {
         err("trace show: '%s' is not a trace id or id prefix", id);
         return EXIT_USAGE;
+    }
+    struct coll_buf b;
+    coll_buf_init(&b);
+    char path[PATH_MAX + 64];
+    if (redis) {
+        if (diropt) {
+            err("trace show: --dir and --redis exclude each other");
+            return EXIT_USAGE;
+        }
+        if (redis_dump(redis, id, &b, path, sizeof path) < 0) {
+            coll_buf_free(&b);
+            return 1;
+        }
+        goto render;
     }
     const char *dir = resolve_dir(diropt, dirbuf, sizeof dirbuf);
     if (!dir) {
@@ -393,16 +451,14 @@ static int cmd_trace_show(int argc, char **argv)
         dumps_free(&d);
         return 1;
     }
-    char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s.json", dir, d.ids[m]);
     dumps_free(&d);
-    struct coll_buf b;
-    coll_buf_init(&b);
     if (coll_read_file(path, &b) < 0) {
         err("%s: %s", path, strerror(errno));
         coll_buf_free(&b);
         return 1;
     }
+render:;
     int rc = 0;
     if (json) {
         if (b.len && fwrite(b.p, 1, b.len, stdout) != b.len)

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "paths.h"
+#include "redis_store.h"
 #include "server.h"
 
 static const char usage[] =
@@ -34,6 +35,10 @@ static const char usage[] =
     "  --fsync MODE       each (default): fsync every dump before its rename;\n"
     "                     batch: fsync only rewrites, one syncfs before the journal\n"
     "                     drops spans (no span is lost either way; much faster)\n"
+    "  --redis URI        also push every span's events to Redis as OSProfiler\n"
+    "                     does (LPUSH osprofiler_opt:<base_id>), URI\n"
+    "                     redis://HOST[:PORT][/DB]; failures are counted, never\n"
+    "                     block ingest, and the dumps are written as always\n"
     "  --debug            also log one line per written dump\n"
     "  --foreground       run in the foreground (the default and only mode: use\n"
     "                     systemd, or `ldprof-collectord &`, to run it in the background)\n"
@@ -58,7 +63,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 int main(int argc, char **argv)
 {
-    enum { O_SOCKET = 256, O_DIR, O_IDLE, O_LOG, O_READY, O_STATS, O_JMAX, O_FSYNC, O_DEBUG,
+    enum { O_SOCKET = 256, O_DIR, O_IDLE, O_LOG, O_READY, O_STATS, O_JMAX, O_FSYNC, O_REDIS, O_DEBUG,
            O_FG, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
@@ -69,6 +74,7 @@ int main(int argc, char **argv)
         {"stats-file", required_argument, NULL, O_STATS},
         {"journal-max-mb", required_argument, NULL, O_JMAX},
         {"fsync", required_argument, NULL, O_FSYNC},
+        {"redis", required_argument, NULL, O_REDIS},
         {"debug", no_argument, NULL, O_DEBUG},
         {"foreground", no_argument, NULL, O_FG},
         {"help", no_argument, NULL, O_HELP},
@@ -126,6 +132,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_REDIS: {
+            struct coll_redis_uri u;
+            if (coll_redis_parse_uri(optarg, &u) < 0) {
+                fprintf(stderr,
+                        "ldprof-collectord: --redis: expected redis://HOST[:PORT][/DB], not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            o.redis_uri = optarg;
+            break;
+        }
         case O_DEBUG:
             coll_log_set_level(COLL_LOG_DEBUG);
             break;

@@ -38,6 +38,7 @@
 #include "json.h"
 #include "log.h"
 #include "paths.h"
+#include "redis_store.h"
 #include "store.h"
 #include "trace.h"
 
@@ -84,6 +85,8 @@ struct srv {
     char started_iso[40];
     int failures;   /* traces that could not be written at the last flush */
     int flush_more; /* the last budgeted flush pass left idle traces */
+    int use_redis;  /* --redis given */
+    struct coll_redis redis;
 };
 
 static uint64_t now_ms(void)
@@ -414,6 +417,104 @@ static void add_span(struct srv *s, const char *base_id, json_t *start, json_t *
     t->last_ms = now;
 }
 
+/* Push order of a datagram's spans: the order OSProfiler's pushes of their
+ * stop events would have (stop time, oldest first; of two that stop in the
+ * same µs the one that started later first, as a child stops before its
+ * parent; then datagram order), so that LRANGE gives what trace.h calls the
+ * read order. */
+struct rorder {
+    uint32_t i;
+    int64_t stop_us, start_us;
+};
+
+static int64_t ev_us(json_t *e)
+{
+    json_t *t = json_object_get(e, "timestamp");
+    int64_t us = 0;
+    if (json_is_string(t))
+        coll_ts_parse(json_string_value(t), json_string_length(t), &us);
+    return us;
+}
+
+static int rorder_cmp(const void *a, const void *b)
+{
+    const struct rorder *x = a, *y = b;
+    if (x->stop_us != y->stop_us)
+        return x->stop_us < y->stop_us ? -1 : 1;
+    if (x->start_us != y->start_us)
+        return x->start_us > y->start_us ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* OSProfiler's Redis layout (compat §8): each span's start event, then its
+ * stop event (the order OSProfiler pushes them in), one pipeline for the
+ * datagram.  A failure is counted and logged; the spans are in the journal
+ * and reach their dumps as always. */
+static void redis_push_spans(struct srv *s, json_t **ev, char (*ids)[37], uint32_t n,
+                             uint64_t now)
+{
+    size_t cap = 2 * (size_t)n, k = 0;
+    const char **keys = calloc(cap ? cap : 1, sizeof *keys);
+    const char **vals = calloc(cap ? cap : 1, sizeof *vals);
+    size_t *vlens = calloc(cap ? cap : 1, sizeof *vlens);
+    struct coll_buf *bufs = calloc(cap ? cap : 1, sizeof *bufs);
+    if (!keys || !vals || !vlens || !bufs) {
+        s->redis.failed += cap;
+        coll_log(COLL_LOG_ERROR, "event=oom what=redis_push");
+        goto out;
+    }
+    struct rorder *ord = calloc(n ? n : 1, sizeof *ord);
+    if (!ord) {
+        s->redis.failed += cap;
+        coll_log(COLL_LOG_ERROR, "event=oom what=redis_push");
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        ord[i].i = i;
+        ord[i].stop_us = ev_us(ev[2 * i + 1] ? ev[2 * i + 1] : ev[2 * i]);
+        ord[i].start_us = ev_us(ev[2 * i]);
+    }
+    qsort(ord, n, sizeof *ord, rorder_cmp);
+    for (uint32_t x = 0; x < n; x++)
+        for (int j = 0; j < 2; j++) {
+            uint32_t i = ord[x].i;
+            json_t *e = ev[2 * i + j];
+            if (!e)
+                continue;
+            coll_buf_init(&bufs[k]);
+            if (coll_json_dump(&bufs[k], e, COLL_JSON_COMPACT) < 0 || bufs[k].oom) {
+                coll_buf_free(&bufs[k]);
+                s->redis.failed++;
+                continue;
+            }
+            keys[k] = ids[i];
+            vals[k] = bufs[k].p;
+            vlens[k] = bufs[k].len;
+            k++;
+        }
+    int was_down = s->redis.down;
+    uint64_t errors = s->redis.errors;
+    if (coll_redis_push(&s->redis, k, keys, vals, vlens, now) < 0) {
+        if (s->redis.errors != errors) /* a real attempt (not skipped in a backoff) */
+            coll_log(COLL_LOG_ERROR,
+                     "event=redis_error uri=%s error=%s events_failed=%llu retry_ms=%llu",
+                     coll_logq(s->redis.uri), coll_logq(s->redis.lasterr),
+                     (unsigned long long)s->redis.failed,
+                     (unsigned long long)s->redis.backoff_ms);
+    } else if (was_down) {
+        coll_log(COLL_LOG_INFO, "event=redis_reconnected uri=%s events_failed=%llu",
+                 coll_logq(s->redis.uri), (unsigned long long)s->redis.failed);
+    }
+    for (size_t x = 0; x < k; x++)
+        coll_buf_free(&bufs[x]);
+    free(ord);
+out:
+    free(keys);
+    free(vals);
+    free(vlens);
+    free(bufs);
+}
+
 static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
 {
     uint64_t now = now_ms();
@@ -474,6 +575,8 @@ static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
         coll_log(COLL_LOG_ERROR, "event=journal_write_error error=%s",
                  coll_logq(strerror(errno)));
     }
+    if (s->use_redis)
+        redis_push_spans(s, ev, ids, i, now);
     for (uint32_t k = 0; k < i; k++)
         add_span(s, ids[k], ev[2 * k], ev[2 * k + 1], now, llen[k]);
     s->c.spans += i;
@@ -625,6 +728,13 @@ static void stats_json(struct srv *s, struct coll_buf *b, int running)
         (json_int_t)s->c.journal_errors, "replayed_spans", (json_int_t)s->c.replayed_spans,
         "bad_lines", (json_int_t)s->c.journal_bad_lines,
         "senders", snd);
+    if (j && s->use_redis)
+        json_object_set_new(
+            j, "redis",
+            json_pack("{s:s,s:b,s:I,s:I,s:I,s:I}", "uri", s->redis.uri, "connected",
+                      s->redis.ctx != NULL, "pushed", (json_int_t)s->redis.pushed, "failed",
+                      (json_int_t)s->redis.failed, "errors", (json_int_t)s->redis.errors,
+                      "connects", (json_int_t)s->redis.connects));
     if (j) {
         coll_json_dump(b, j, 2);
         coll_buf_addc(b, '\n');
@@ -849,6 +959,8 @@ static void teardown(struct srv *s)
     if (s->tfd >= 0)
         close(s->tfd);
     coll_store_close(&s->store);
+    if (s->use_redis)
+        coll_redis_close(&s->redis);
     if (s->lockfd >= 0)
         close(s->lockfd);
 }
@@ -875,6 +987,14 @@ int coll_server_run(const struct coll_opts *o)
     if (o->ready_file)
         unlink(o->ready_file);
 
+    if (o->redis_uri) {
+        if (coll_redis_init(&s->redis, o->redis_uri) < 0) {
+            coll_log(COLL_LOG_ERROR, "event=setup_error error=%s",
+                     coll_logq("bad --redis URI (redis://HOST[:PORT][/DB])"));
+            goto out;
+        }
+        s->use_redis = 1;
+    }
     if (setup_fds(s) < 0) {
         coll_log(COLL_LOG_ERROR, "event=setup_error error=%s", coll_logq(strerror(errno)));
         goto out;
@@ -946,6 +1066,10 @@ int coll_server_run(const struct coll_opts *o)
         coll_log(COLL_LOG_ERROR, "event=unflushed traces=%d note=%s", failed,
                  coll_logq("spans kept in the journal; replayed at next start"));
     log_stats(s, "exit");
+    if (s->use_redis)
+        coll_log(COLL_LOG_INFO, "event=redis_stats uri=%s pushed=%llu failed=%llu errors=%llu",
+                 coll_logq(s->redis.uri), (unsigned long long)s->redis.pushed,
+                 (unsigned long long)s->redis.failed, (unsigned long long)s->redis.errors);
     write_stats_file(s, 0);
 out:
     if (o->ready_file)

@@ -25,6 +25,7 @@ struct coll_opts {
     size_t max_pending;      /* spans held in memory before a forced flush */
     int rcvbuf;              /* SO_RCVBUF wish, bytes */
     int fsync_batch;         /* --fsync batch (store.h), default 0: each */
+    const char *redis_uri;   /* --redis redis://HOST:PORT[/DB], NULL: none */
 };
 
 /* Set the defaults (idle 1000 ms, journal 64 MiB, 100,000 pending spans,
