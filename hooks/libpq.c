@@ -784,16 +784,14 @@ LDPROF_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
 
 /* ------------------------------------------------------------ async */
 
-/* Begin an async span (op, statement, params) for @conn before the send;
- * returns its pending entry, or NULL when nothing is recorded. */
-static struct pq_pending *async_begin(PGconn *conn, const char *op)
+/* Claim a pending entry for @key and begin its detached span (db.async 1):
+ * the common start of async commands and non-blocking connects (@connect).
+ * NULL when the table is full or nothing is recorded. */
+static struct pq_pending *pending_open(PGconn *key, const char *op, int connect)
 {
-    struct pq_pending *p;
+    struct pq_pending *p = pending_claim(key);
     struct ldprof_span *s;
 
-    if (conn == NULL || pending_find(conn) != NULL)
-        return NULL; /* one pending span per connection (pipeline mode) */
-    p = pending_claim(conn);
     if (p == NULL)
         return NULL;
     s = pq_begin(op);
@@ -807,8 +805,17 @@ static struct pq_pending *async_begin(PGconn *conn, const char *op)
     p->rows = -1;
     p->last_status = -1;
     p->errored = 0;
-    p->connect = 0;
+    p->connect = connect;
     return p;
+}
+
+/* Begin an async span (op, statement, params) for @conn before the send;
+ * returns its pending entry, or NULL when nothing is recorded. */
+static struct pq_pending *async_begin(PGconn *conn, const char *op)
+{
+    if (conn == NULL || pending_find(conn) != NULL)
+        return NULL; /* one pending span per connection (pipeline mode) */
+    return pending_open(conn, op, 0);
 }
 
 /* After the send: a failed send (0) ends the span with the error. */
@@ -1054,27 +1061,9 @@ static void conn_gone(const PGconn *conn, int forget);
  */
 static struct pq_pending *nbconnect_begin(const char *op, PGconn *key)
 {
-    struct pq_pending *p;
-    struct ldprof_span *s;
-
     if (ldprof_ctx_current() == NULL)
         return NULL; /* not in a trace: leave the table alone */
-    p = pending_claim(key);
-    if (p == NULL)
-        return NULL;
-    s = pq_begin(op);
-    if (s == NULL) {
-        pending_release(p);
-        return NULL;
-    }
-    detach(s);
-    ldprof_span_add_int(s, LDPROF_FIELD_START, "db.async", 1);
-    p->s = s;
-    p->rows = -1;
-    p->last_status = -1;
-    p->errored = 0;
-    p->connect = 1;
-    return p;
+    return pending_open(key, op, 1);
 }
 
 /* After PQconnectStart*: a NULL or already failed connection ends the span
