@@ -202,6 +202,16 @@ $(UNIT): $(UNIT_OBJS) $(ZAQARD_LIB_OBJS) $(UNIT_PRELOAD_OBJS) | $(LIBLDPROF) $(T
 	@echo "  LD      $@"
 	$(Q)$(CC) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $(UNIT_OBJS) $(ZAQARD_LIB_OBJS) $(UNIT_PRELOAD_OBJS) $(UNIT_LIBS)
 
+# ---------------------------------------------------------------- benchmarks
+# Benchmark programs (tests/bench/*.c) are built by `make bench` only; each
+# part adds its programs to BENCH_TOOLS with its own rule below.
+BENCH_TOOLS :=
+
+# (bench rules go here)
+
+.PHONY: bench-tools
+bench-tools: $(BENCH_TOOLS)
+
 # ---------------------------------------------------------------- test
 # make test = deps + build + private servers + both suites.  The servers are
 # started once (tests/env/with-services.sh) and stopped on exit, even when a
@@ -220,7 +230,8 @@ e2e: all
 	$(Q)$(TEST_ENV) tests/env/with-services.sh tests/e2e/run.sh $(E2E_ARGS)
 
 bench: deps
-	@echo "make bench: the benchmarks arrive with the profiler (issue: performance)."
+	$(Q)$(MAKE) --no-print-directory all bench-tools
+	$(Q)$(TEST_ENV) BENCH_QUICK=$(BENCH_QUICK) tests/env/with-services.sh tests/bench/run.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all

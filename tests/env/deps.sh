@@ -15,6 +15,10 @@ PKGS=(
     # tests
     libcriterion-dev redis-server redis-tools postgresql postgresql-client
     python3 python3-mockupdb python3-osprofiler python3-redis curl jq procps graphviz
+    # the HTML export test (headless browser)
+    chromium
+    # benchmarks (make bench)
+    wrk valgrind
 )
 
 missing=()
