@@ -3,9 +3,11 @@
  *
  *   ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]
  *                     [--errors] [--format table|json]
- *   ldprof trace show <id> [--dir DIR] [--json|--dot|--chrome|--otlp]
+ *   ldprof trace list --redis URI [the same filters]
+ *   ldprof trace show <id> [--dir DIR|--redis URI] [--json|--dot|--chrome|--otlp|--html]
  *   ldprof headers --key K [--base-id ID] [--parent-id ID]
  *   ldprof run [--profile KEY] [--collector PATH] [--dir DIR] [--lib PATH] -- CMD...
+ *   ldprof status [--socket PATH] [--stats-file PATH] [--json]   (status.c)
  *
  * Exit status: 0 ok, 1 runtime error (unknown id, missing directory, ...),
  * 2 usage error; `run` passes the command's status on (128+N for signal N).
@@ -28,13 +30,16 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "export_html.h"
 #include "headers.h"
 #include "json.h"
 #include "paths.h"
+#include "redis_list.h"
 #include "redis_store.h"
 #include "render.h"
 #include "report.h"
 #include "server.h" /* LDPROF_VERSION */
+#include "status.h"
 #include "store.h"
 
 #define EXIT_USAGE 2
@@ -44,30 +49,38 @@ static const char main_usage[] =
     "Zero-code OSProfiler-compatible tracing for unmodified servers.\n"
     "\n"
     "Commands:\n"
-    "  trace list               list the traces in the trace directory\n"
+    "  trace list               list the traces in the trace directory (or in\n"
+    "                           Redis: --redis URI)\n"
     "  trace show ID            show one trace (text tree, --json, --dot, --chrome,\n"
-    "                           --otlp)\n"
+    "                           --otlp, --html)\n"
     "  headers --key K          print signed X-Trace-Info/X-Trace-HMAC headers\n"
     "  run [OPTS] -- CMD...     run CMD under libldprof.so (and a collector)\n"
+    "  status [--json]          is the collector running; its counters per sender\n"
     "\n"
     "  --help                   this help (also: ldprof COMMAND --help)\n"
     "  --version                the version\n";
 
 static const char trace_usage[] =
-    "Usage: ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]\n"
-    "                         [--errors] [--format table|json]\n"
-    "       ldprof trace show ID [--dir DIR|--redis URI] [--json|--dot|--chrome|--otlp]\n"
-    "Read the per-trace dumps written by ldprof-collectord.\n";
+    "Usage: ldprof trace list [--dir DIR|--redis URI] [--since T] [--min-duration MS]\n"
+    "                         [--name S] [--errors] [--format table|json]\n"
+    "       ldprof trace show ID [--dir DIR|--redis URI]\n"
+    "                         [--json|--dot|--chrome|--otlp|--html]\n"
+    "Read the per-trace dumps written by ldprof-collectord (or the traces stored\n"
+    "in Redis in OSProfiler's layout).\n";
 
 static const char list_usage[] =
-    "Usage: ldprof trace list [--dir DIR] [--since T] [--min-duration MS] [--name S]\n"
-    "                         [--errors] [--format table|json]\n"
+    "Usage: ldprof trace list [--dir DIR|--redis URI] [--since T] [--min-duration MS]\n"
+    "                         [--name S] [--errors] [--format table|json]\n"
     "List the traces, newest first: base_id, start time (UTC), duration in ms,\n"
     "root span, number of spans.  The filters combine (all must hold).\n"
     "\n"
     "  --dir DIR           trace directory (default: $LDPROF_TRACE_DIR, else\n"
     "                      $XDG_STATE_HOME/ldprof/traces, else\n"
     "                      ~/.local/state/ldprof/traces, else /tmp/ldprof-$UID/traces)\n"
+    "  --redis URI         list the traces stored in Redis instead\n"
+    "                      (redis://HOST[:PORT][/DB]): every osprofiler_opt:<id> key\n"
+    "                      (found with SCAN), as OSProfiler or ldprof-collectord\n"
+    "                      --redis store them\n"
     "  --since T           traces that started at or after T: a duration back from\n"
     "                      now (90s, 10m, 2h, 3d, 1w) or a UTC time (2026-11-24,\n"
     "                      2026-11-24T10:00, 2026-11-24T10:00:00[.ffffff][Z])\n"
@@ -83,7 +96,8 @@ static const char list_usage[] =
     "Example: ldprof trace list --since 2h --min-duration 100 --errors --format json\n";
 
 static const char show_usage[] =
-    "Usage: ldprof trace show ID [--dir DIR|--redis URI] [--json|--dot|--chrome|--otlp]\n"
+    "Usage: ldprof trace show ID [--dir DIR|--redis URI]\n"
+    "                            [--json|--dot|--chrome|--otlp|--html]\n"
     "Show one trace as a tree with start offsets and durations in ms and a time\n"
     "bar per span.  ID may be any unique prefix of the base_id.  At most one\n"
     "output format may be given.\n"
@@ -97,6 +111,10 @@ static const char show_usage[] =
     "              event per span, overlapping spans on separate lanes (threads)\n"
     "  --otlp      OTLP/JSON (resourceSpans) for OpenTelemetry tools: traceId =\n"
     "              base_id (128 bits), spanId = low 64 bits of the span's trace_id\n"
+    "  --html      one self-contained HTML page (no network access: inline CSS and\n"
+    "              script): the span tree with a timeline, details per span on\n"
+    "              click, stats per category\n"
+    "              (ldprof trace show ID --html > trace.html)\n"
     "  --dir DIR   trace directory (default as for `ldprof trace list`)\n"
     "  --redis URI read the trace from Redis instead (redis://HOST[:PORT][/DB]):\n"
     "              the events OSProfiler (or ldprof-collectord --redis) pushed to\n"
@@ -221,9 +239,30 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static void list_skipped(void *arg, const char *id, const char *why)
+{
+    err("skipping %s " COLL_REDIS_KEY_PREFIX "%s: %s", (const char *)arg, id, why);
+}
+
+/* `trace list --redis URI`: the rows from Redis.  0, 1 (some keys
+ * skipped) or -1 after a message. */
+static int redis_rows(const char *uri, const struct coll_list_filter *flt,
+                      struct coll_summary **rows, size_t *nrows)
+{
+    char e[256];
+    size_t skipped = 0;
+    if (coll_redis_list(uri, flt, rows, nrows, &skipped, list_skipped, (void *)uri, e,
+                        sizeof e) < 0) {
+        err("trace list: %s", e);
+        return -1;
+    }
+    return skipped ? 1 : 0;
+}
+
 static int cmd_trace_list(int argc, char **argv)
 {
     static const struct option lo[] = {{"dir", required_argument, NULL, 'd'},
+                                       {"redis", required_argument, NULL, 'R'},
                                        {"since", required_argument, NULL, 's'},
                                        {"min-duration", required_argument, NULL, 'm'},
                                        {"name", required_argument, NULL, 'n'},
@@ -231,7 +270,7 @@ static int cmd_trace_list(int argc, char **argv)
                                        {"format", required_argument, NULL, 'f'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0, 0, 0, 0}};
-    const char *diropt = NULL;
+    const char *diropt = NULL, *redis = NULL;
     char dirbuf[PATH_MAX];
     struct coll_list_filter flt = {.since_us = INT64_MIN, .min_ms = -1};
     int c, as_json = 0;
@@ -239,6 +278,8 @@ static int cmd_trace_list(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
         if (c == 'd')
             diropt = optarg;
+        else if (c == 'R')
+            redis = optarg;
         else if (c == 's') {
             if (coll_parse_since(optarg, now_us(), &flt.since_us) < 0) {
                 err("trace list: --since '%s' is neither a duration (10m, 2h, 3d) nor a UTC "
@@ -278,6 +319,24 @@ static int cmd_trace_list(int argc, char **argv)
     if (optind < argc) {
         err("trace list: unexpected argument '%s' (see ldprof trace list --help)", argv[optind]);
         return EXIT_USAGE;
+    }
+    if (redis) {
+        struct coll_summary *rrows = NULL;
+        size_t nr = 0;
+        if (diropt) {
+            err("trace list: --dir and --redis exclude each other");
+            return EXIT_USAGE;
+        }
+        int r = redis_rows(redis, &flt, &rrows, &nr);
+        if (r < 0)
+            return 1;
+        coll_summary_sort(rrows, nr);
+        if (as_json)
+            coll_render_list_json(stdout, rrows, nr);
+        else
+            coll_render_list(stdout, rrows, nr);
+        free(rrows);
+        return fflush(stdout) == 0 ? r : 1;
     }
     const char *dir = resolve_dir(diropt, dirbuf, sizeof dirbuf);
     if (!dir) {
@@ -366,6 +425,7 @@ static int cmd_trace_show(int argc, char **argv)
                                        {"dot", no_argument, NULL, 'D'},
                                        {"chrome", no_argument, NULL, 'C'},
                                        {"otlp", no_argument, NULL, 'O'},
+                                       {"html", no_argument, NULL, 'H'},
                                        {"help", no_argument, NULL, 'h'},
                                        {0, 0, 0, 0}};
     const char *diropt = NULL, *id = NULL, *redis = NULL;
@@ -378,9 +438,10 @@ static int cmd_trace_show(int argc, char **argv)
             diropt = optarg;
         else if (c == 'R')
             redis = optarg;
-        else if (c == 'j' || c == 'D' || c == 'C' || c == 'O') {
+        else if (c == 'j' || c == 'D' || c == 'C' || c == 'O' || c == 'H') {
             if (fmt && fmt != c) {
-                err("trace show: --json, --dot, --chrome and --otlp exclude each other");
+                err("trace show: --json, --dot, --chrome, --otlp and --html exclude each "
+                    "other");
                 return EXIT_USAGE;
             }
             fmt = c;
@@ -467,7 +528,10 @@ render:;
         struct coll_buf o;
         coll_buf_init(&o);
         int (*fn)(struct coll_buf *, const char *, size_t) =
-            fmt == 'D' ? coll_export_dot : fmt == 'C' ? coll_export_chrome : coll_export_otlp;
+            fmt == 'D'   ? coll_export_dot
+            : fmt == 'C' ? coll_export_chrome
+            : fmt == 'H' ? coll_export_html
+                         : coll_export_otlp;
         if (fn(&o, b.p ? b.p : "", b.len) < 0) {
             err("%s: not a trace dump", path);
             rc = 1;
@@ -934,6 +998,8 @@ int main(int argc, char **argv)
         return cmd_trace(argc - 1, argv + 1);
     if (strcmp(cmd, "headers") == 0)
         return cmd_headers(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return coll_cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
     err("unknown command '%s' (see ldprof --help)", cmd);

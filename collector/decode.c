@@ -105,21 +105,193 @@ static void read_span(struct ldprof_wire_span *s, const uint8_t *p)
 
 /* A key is a dotted path of printable, non-space ASCII with no empty
  * segment: "request.path" yes; ".a", "a.", "a..b", "a b" no. */
+/* Eight key bytes (little-endian word): any byte < 0x21 or > 0x7e, or two
+ * dots in a row?  (Exact: the classic has-less/has-more/zero-byte tricks.) */
+static inline int key_word_bad(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull,
+                   low7 = 0x7f7f7f7f7f7f7f7full;
+    if ((((x - ones * 0x21) & ~x) | (x + ones) | x) & high)
+        return 1;
+    uint64_t y = x ^ (ones * '.');
+    uint64_t dots = ~(((y & low7) + low7) | y | low7); /* 0x80 where '.' */
+    return (dots & (dots >> 8)) != 0;
+}
+
+static uint64_t key_word(const uint8_t *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return le64toh(x);
+}
+
 static int key_ok(const uint8_t *k, size_t n)
 {
     if (n == 0 || k[0] == '.' || k[n - 1] == '.')
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (k[i] < 0x21 || k[i] > 0x7e)
+    if (n < 8) {
+        uint8_t w[8] = {'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a'};
+        memcpy(w, k, n);
+        return !key_word_bad(key_word(w));
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (key_word_bad(key_word(k + i)) || (i && k[i - 1] == '.' && k[i] == '.'))
             return 0;
-        if (k[i] == '.' && i + 1 < n && k[i + 1] == '.')
+    /* The last 8 bytes overlap the words above: every pair is covered. */
+    return i == n || !key_word_bad(key_word(k + n - 8));
+}
+
+/* ---- JSON values: a fast check for the common simple texts.
+ *
+ * simple_json() answers 1 only for texts that are certainly valid JSON for
+ * jansson's json_loadb(JSON_DECODE_ANY | JSON_ALLOW_NUL): nesting at most
+ * SIMPLE_DEPTH, strings of printable ASCII with the two-character escapes,
+ * integers of at most 18 digits, reals of at most 18 digits with an
+ * exponent of at most 2 digits (no overflow possible), the three literals.
+ * Anything else (\u escapes, other bytes, long numbers, errors) answers 0
+ * and json_loadb decides, so the verdict is always jansson's. */
+#define SIMPLE_DEPTH 32
+
+struct jscan {
+    const uint8_t *p, *end;
+};
+
+static void js_ws(struct jscan *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int js_digits(struct jscan *j)
+{
+    int n = 0;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        j->p++;
+        n++;
+    }
+    return n;
+}
+
+static int js_number(struct jscan *j)
+{
+    if (j->p < j->end && *j->p == '-')
+        j->p++;
+    const uint8_t *d0 = j->p;
+    int n = js_digits(j);
+    if (n == 0 || (n > 1 && *d0 == '0'))
+        return 0;
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        int f = js_digits(j);
+        if (f == 0)
+            return 0;
+        n += f;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+            j->p++;
+        int e = js_digits(j);
+        if (e == 0 || e > 2)
             return 0;
     }
+    return n <= 18;
+}
+
+static int js_string(struct jscan *j)
+{
+    j->p++; /* the opening quote */
+    while (j->p < j->end) {
+        uint8_t c = *j->p++;
+        if (c == '"')
+            return 1;
+        if (c == '\\') {
+            if (j->p == j->end)
+                return 0;
+            c = *j->p++;
+            if (!strchr("\"\\/bfnrt", c) || c == 0)
+                return 0;
+        } else if (c < 0x20 || c > 0x7e) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int js_lit(struct jscan *j, const char *w, size_t n)
+{
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n) != 0)
+        return 0;
+    j->p += n;
     return 1;
+}
+
+static int js_value(struct jscan *j, int depth)
+{
+    js_ws(j);
+    if (j->p == j->end)
+        return 0;
+    switch (*j->p) {
+    case '"':
+        return js_string(j);
+    case 't':
+        return js_lit(j, "true", 4);
+    case 'f':
+        return js_lit(j, "false", 5);
+    case 'n':
+        return js_lit(j, "null", 4);
+    case '[':
+    case '{': {
+        int obj = *j->p == '{';
+        uint8_t close = obj ? '}' : ']';
+        if (depth >= SIMPLE_DEPTH)
+            return 0;
+        j->p++;
+        js_ws(j);
+        if (j->p < j->end && *j->p == close) {
+            j->p++;
+            return 1;
+        }
+        for (;;) {
+            if (obj) {
+                js_ws(j);
+                if (j->p == j->end || *j->p != '"' || !js_string(j))
+                    return 0;
+                js_ws(j);
+                if (j->p == j->end || *j->p++ != ':')
+                    return 0;
+            }
+            if (!js_value(j, depth + 1))
+                return 0;
+            js_ws(j);
+            if (j->p == j->end)
+                return 0;
+            uint8_t c = *j->p++;
+            if (c == close)
+                return 1;
+            if (c != ',')
+                return 0;
+        }
+    }
+    default:
+        return js_number(j);
+    }
+}
+
+static int simple_json(const uint8_t *v, size_t n)
+{
+    struct jscan j = {v, v + n};
+    if (!js_value(&j, 0))
+        return 0;
+    js_ws(&j);
+    return j.p == j.end;
 }
 
 static int json_ok(const uint8_t *v, size_t n)
 {
+    if (simple_json(v, n))
+        return 1;
     json_error_t je;
     json_t *j = json_loadb((const char *)v, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!j)
@@ -128,37 +300,51 @@ static int json_ok(const uint8_t *v, size_t n)
     return 1;
 }
 
-/* Check the TLV entries in [p, p + n).  `what` names the block for errstr
- * ("process block" or "record 3").  allow_stop: whether LDPROF_TLV_STOP may
- * be set.  Returns 0 or the error already recorded via fail(). */
-static int check_tlvs(struct coll_dec *d, int err, const char *what, const uint8_t *p,
-                      size_t n, int allow_stop)
+/* The name of a block in errstr: "process block" (rec < 0) or "record 3". */
+static const char *what_name(char buf[24], long rec)
+{
+    if (rec < 0)
+        return "process block";
+    snprintf(buf, 24, "record %ld", rec);
+    return buf;
+}
+
+/* Check the TLV entries in [p, p + n).  `rec` names the block for errstr
+ * (what_name(), formatted only on failure).  allow_stop: whether
+ * LDPROF_TLV_STOP may be set.  Returns 0 or the error already recorded via
+ * fail(). */
+static int check_tlvs(struct coll_dec *d, int err, long rec, const uint8_t *p, size_t n,
+                      int allow_stop)
 {
     size_t off = 0;
     unsigned idx = 0;
+    char w[24];
     while (off < n) {
         if (n - off < sizeof(struct ldprof_wire_tlv))
-            return fail(d, err, "%s: field %u: %zu bytes left, head needs 4", what,
-                        idx, n - off);
+            return fail(d, err, "%s: field %u: %zu bytes left, head needs 4",
+                        what_name(w, rec), idx, n - off);
         uint8_t type = p[off];
         uint8_t klen = p[off + 1];
         uint16_t vlen = rd16(p + off + 2);
         uint8_t base = type & (uint8_t)~LDPROF_TLV_STOP;
         if ((type & LDPROF_TLV_STOP) && !allow_stop)
-            return fail(d, err, "%s: field %u: STOP flag not allowed here", what, idx);
+            return fail(d, err, "%s: field %u: STOP flag not allowed here", what_name(w, rec),
+                        idx);
         if (base != LDPROF_TLV_STR && base != LDPROF_TLV_INT && base != LDPROF_TLV_JSON)
-            return fail(d, err, "%s: field %u: bad type 0x%02x", what, idx, type);
+            return fail(d, err, "%s: field %u: bad type 0x%02x", what_name(w, rec), idx, type);
         if ((size_t)klen + vlen > n - off - 4)
             return fail(d, err, "%s: field %u: key %u + value %u bytes overrun the block",
-                        what, idx, klen, vlen);
+                        what_name(w, rec), idx, klen, vlen);
         const uint8_t *k = p + off + 4;
         if (!key_ok(k, klen))
-            return fail(d, err, "%s: field %u: bad key", what, idx);
+            return fail(d, err, "%s: field %u: bad key", what_name(w, rec), idx);
         const uint8_t *v = k + klen;
         if (base == LDPROF_TLV_INT && vlen != 8)
-            return fail(d, err, "%s: field %u: INT value of %u bytes", what, idx, vlen);
+            return fail(d, err, "%s: field %u: INT value of %u bytes", what_name(w, rec), idx,
+                        vlen);
         if (base == LDPROF_TLV_JSON && !json_ok(v, vlen))
-            return fail(d, err, "%s: field %u: value is not valid JSON", what, idx);
+            return fail(d, err, "%s: field %u: value is not valid JSON", what_name(w, rec),
+                        idx);
         off += 4 + (size_t)klen + vlen;
         idx++;
     }
@@ -230,7 +416,7 @@ int coll_decode(struct coll_dec *d, const void *buf, size_t len)
     if (h->proc_len > len - off)
         return fail(d, COLL_DEC_EPROC, "process block of %u bytes overruns %zu left",
                     h->proc_len, len - off);
-    if (check_tlvs(d, COLL_DEC_EPROC, "process block", b + off, h->proc_len, 0) < 0)
+    if (check_tlvs(d, COLL_DEC_EPROC, -1, b + off, h->proc_len, 0) < 0)
         return -1;
     /* Known process keys must be strings. */
     struct coll_tlv_iter it;
@@ -279,9 +465,7 @@ int coll_decode(struct coll_dec *d, const void *buf, size_t len)
         if ((s.flags & LDPROF_SPAN_UNFINISHED) && s.end_ns != s.start_ns)
             return fail(d, COLL_DEC_ETIME, "record %u: unfinished but end_ns != start_ns",
                         i);
-        char what[24];
-        snprintf(what, sizeof what, "record %u", i);
-        if (check_tlvs(d, COLL_DEC_ETLV, what, b + off + sizeof s, s.info_len, 1) < 0)
+        if (check_tlvs(d, COLL_DEC_ETLV, (long)i, b + off + sizeof s, s.info_len, 1) < 0)
             return -1;
         off += s.rec_len;
     }
@@ -304,6 +488,24 @@ int coll_decode_next(struct coll_dec *d, struct coll_span *out)
     d->next_off += out->hdr.rec_len;
     d->next_idx++;
     return 1;
+}
+
+void coll_decode_record(const uint8_t *rec, struct coll_span *out)
+{
+    read_span(&out->hdr, rec);
+    out->info = rec + sizeof(struct ldprof_wire_span);
+    out->info_len = out->hdr.info_len;
+}
+
+void coll_decode_proc(const uint8_t *p, size_t len, struct coll_proc *out)
+{
+    struct coll_tlv_iter it;
+    struct coll_tlv t;
+    memset(out, 0, sizeof *out);
+    coll_tlv_begin(&it, p, len);
+    while (coll_tlv_next(&it, &t))
+        if (t.type == LDPROF_TLV_STR)
+            set_proc_field(out, &t);
 }
 
 void coll_tlv_begin(struct coll_tlv_iter *it, const uint8_t *p, size_t len)

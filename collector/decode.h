@@ -117,6 +117,14 @@ int coll_decode_next(struct coll_dec *d, struct coll_span *out);
 void coll_tlv_begin(struct coll_tlv_iter *it, const uint8_t *p, size_t len);
 int coll_tlv_next(struct coll_tlv_iter *it, struct coll_tlv *t);
 
+/* Re-read one span record that coll_decode() accepted, copied elsewhere
+ * (`rec` holds its rec_len bytes): fills *out as coll_decode_next() did. */
+void coll_decode_record(const uint8_t *rec, struct coll_span *out);
+
+/* Re-read a process block that coll_decode() accepted (`len` bytes, copied
+ * elsewhere) into *out, as coll_decode() filled d->proc. */
+void coll_decode_proc(const uint8_t *p, size_t len, struct coll_proc *out);
+
 /* "ok", "short", "big_endian", "bad_magic", ... (static strings). */
 const char *coll_dec_reason(int err);
 

@@ -110,10 +110,29 @@ void coll_ts_fmt_us(int64_t us, char out[32])
     civil_from_days(days, &y, &m, &d);
     unsigned secs = (unsigned)(rem / 1000000);
     unsigned frac = (unsigned)(rem % 1000000);
-    /* The modulos only tell the compiler the ranges (all already hold for
-     * years 1..9999, the range Python's datetime has). */
-    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06u", (unsigned)(y % 10000), m % 100,
-             d % 100, secs / 3600 % 24, secs / 60 % 60, secs % 60, frac % 1000000);
+    /* "%04u-%02u-%02uT%02u:%02u:%02u.%06u" by hand (hot: every event); the
+     * modulos keep each field to its width (all hold for years 1..9999,
+     * the range Python's datetime has). */
+    if (y < 1 || y > 9999) { /* out of datetime's range: as it always printed */
+        snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06u", (unsigned)(y % 10000),
+                 m % 100, d % 100, secs / 3600 % 24, secs / 60 % 60, secs % 60,
+                 frac % 1000000);
+        return;
+    }
+    static const struct {
+        unsigned char width, sep;
+    } f[7] = {{4, '-'}, {2, '-'}, {2, 'T'}, {2, ':'}, {2, ':'}, {2, '.'}, {6, 0}};
+    unsigned v[7] = {(unsigned)(y % 10000), m % 100, d % 100, secs / 3600 % 24,
+                     secs / 60 % 60, secs % 60, frac % 1000000};
+    char *o = out;
+    for (int i = 0; i < 7; i++) {
+        for (int k = f[i].width - 1; k >= 0; k--) {
+            o[k] = (char)('0' + v[i] % 10);
+            v[i] /= 10;
+        }
+        o += f[i].width;
+        *o++ = (char)f[i].sep;
+    }
 }
 
 void coll_ts_fmt(uint64_t ns, char out[32])
@@ -207,6 +226,11 @@ int coll_info_set_dotted(json_t *info, const char *key, size_t klen, json_t *val
 
 static json_t *str_value(const char *p, size_t n)
 {
+    size_t i = 0;
+    while (i < n && (unsigned char)p[i] < 0x80)
+        i++;
+    if (i == n) /* ASCII: valid as it is */
+        return json_stringn(p, n);
     struct coll_buf b;
     coll_buf_init(&b);
     if (coll_utf8_sanitize(&b, p, n) < 0) {
@@ -227,7 +251,12 @@ static json_t *make_event(const char *kind, const char *suffix, const char *ids[
                           const char *ts)
 {
     char name[32];
-    snprintf(name, sizeof name, "%s-%s", kind, suffix);
+    size_t kl = strlen(kind), sl = strlen(suffix);
+    if (kl + 1 + sl >= sizeof name)
+        return NULL;
+    memcpy(name, kind, kl);
+    name[kl] = '-';
+    memcpy(name + kl + 1, suffix, sl + 1);
     json_t *ev = json_object();
     if (!ev)
         return NULL;

@@ -489,8 +489,8 @@ int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
         size_t mark = nm.len;
         coll_buf_addc(&nm, ' ');
         coll_render_span_detail(&nm, x->info);
-        if (nm.len == mark + 1)
-            nm.len = mark;
+        if (nm.len == mark + 1 && nm.p)
+            nm.p[nm.len = mark] = '\0'; /* no detail: no trailing blank */
         json_t *e = json_object();
         json_object_set_new(e, "name", json_string(nm.p ? nm.p : ""));
         coll_buf_free(&nm);

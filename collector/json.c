@@ -79,7 +79,13 @@ int coll_buf_adds(struct coll_buf *b, const char *s)
 
 int coll_buf_addc(struct coll_buf *b, char c)
 {
-    return coll_buf_add(b, &c, 1);
+    if (b->len + 2 > b->cap && buf_grow(b, b->len + 1) < 0)
+        return -1;
+    if (b->oom)
+        return -1;
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+    return 0;
 }
 
 int coll_buf_printf(struct coll_buf *b, const char *fmt, ...)
@@ -353,12 +359,28 @@ void coll_json_real(char out[32], double d)
 
 static int newline_indent(struct coll_buf *b, int indent, int level)
 {
-    if (coll_buf_addc(b, '\n') < 0)
+    size_t n = (size_t)indent * (size_t)level;
+    if (buf_grow(b, b->len + 1 + n) < 0)
         return -1;
-    for (int i = 0; i < indent * level; i++)
-        if (coll_buf_addc(b, ' ') < 0)
-            return -1;
+    b->p[b->len] = '\n';
+    memset(b->p + b->len + 1, ' ', n);
+    b->len += 1 + n;
+    b->p[b->len] = '\0';
     return 0;
+}
+
+/* Append a decimal integer (what "%lld" prints). */
+static int add_int(struct coll_buf *b, json_int_t v)
+{
+    char t[24], *e = t + sizeof t, *q = e;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--q = '-';
+    return coll_buf_add(b, q, (size_t)(e - q));
 }
 
 static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
@@ -374,7 +396,7 @@ static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
     case JSON_FALSE:
         return coll_buf_add(b, "false", 5);
     case JSON_INTEGER:
-        return coll_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return add_int(b, json_integer_value(v));
     case JSON_REAL: {
         char r[32];
         coll_json_real(r, json_real_value(v));

@@ -3,16 +3,26 @@
  * journal, stats (see server.h and docs/formats.md).
  *
  * Flow of one datagram: recv -> coll_decode (whole datagram or nothing) ->
- * events for every span -> ONE journal write with a line per span -> spans
- * added to their trace in memory.  The tick flushes a trace that received
+ * ONE journal write of the datagram as received -> its span records held
+ * in their traces in memory (ingest.h; the OSProfiler events are built
+ * only when a trace is written).  The tick flushes a trace that received
  * nothing for idle_ms: it is merged with its existing dump (late spans),
  * rendered, and written atomically; then it leaves memory.  When memory
  * holds no trace any more the journal is emptied (after the directory
  * fsync), when it grows past journal_max it is compacted to the spans still
  * in memory.
+ *
+ * Before decoding, the sender's kernel-reported uid (SCM_CREDENTIALS) must
+ * be ours, root's or an --allow-uid one (peer_allowed).  Memory is bounded
+ * by max_open_traces (the least recently active trace, head of the LRU
+ * list, is written early), max_spans_per_trace (trace.c counts the rest)
+ * and max_trace_age_ms (flush_traces writes an old trace as it stands);
+ * what they cut is marked in the dump (trace.h).  The tick also runs one
+ * bounded step of the dump directory's retention (retention_step).
  */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,10 +45,12 @@
 
 #include "decode.h"
 #include "events.h"
+#include "ingest.h"
 #include "json.h"
 #include "log.h"
 #include "paths.h"
 #include "redis_store.h"
+#include "render.h"
 #include "store.h"
 #include "trace.h"
 
@@ -49,18 +61,47 @@
 #define STATS_FILE_MS 1000
 #define DRAIN_MAX 100000
 #define FLUSH_BUDGET_MS 20
+#define LIMIT_LOG_PER_MIN 10
+/* rejected_by[] index past the decoder's reasons: a uid not allowed */
+#define REJ_PEER_UID COLL_DEC__COUNT
+/* retention: a directory scan reads at most RET_SCAN_BATCH entries per
+ * tick, a prune pass removes at most RET_PRUNE_BATCH dumps per tick */
+#define RET_INTERVAL_MS 1000
+#define RET_SCAN_BATCH 1024
+#define RET_PRUNE_BATCH 128
 
 struct sender {
-    uint32_t pid;
-    uint64_t dgrams, spans, bytes, dropped, last_ms;
+    uint32_t pid;      /* the kernel's (SCM_CREDENTIALS), else the header's */
+    uint32_t hdr_pid;  /* the header's pid of the last datagram */
+    uint64_t dgrams, spans, bytes, dropped, last_ms, rejected, pid_mismatches;
     char service[64], exe[256];
 };
 
 struct counters {
     uint64_t dgrams, accepted, rejected, spans, bytes, stats_msgs;
-    uint64_t rejected_by[COLL_DEC__COUNT];
+    uint64_t rejected_by[COLL_DEC__COUNT + 1]; /* + REJ_PEER_UID */
     uint64_t written, rewritten, unchanged, write_errors, report_errors;
     uint64_t journal_errors, replayed_spans, journal_bad_lines, forced_flushes;
+    uint64_t no_creds, pid_mismatches;
+    uint64_t spans_cut, traces_cut, early_open, early_age, early_errors;
+};
+
+struct ret_ent {
+    int64_t mtime_ns;
+    char id[37];
+};
+
+/* Retention state: wait -> scan (incremental readdir) -> prune (oldest
+ * first, bounded per tick) -> wait. */
+struct retention {
+    int phase; /* 0 wait, 1 scan, 2 prune */
+    DIR *dp;
+    struct ret_ent *v;
+    size_t n, cap, pos, excess;
+    int64_t cutoff_ns;
+    uint64_t next_ms, scan_start_ms;
+    uint64_t pruned_count, pruned_age, skipped_open, errors, scans, dumps;
+    uint64_t cyc_count, cyc_age, cyc_open;
 };
 
 struct srv {
@@ -85,8 +126,18 @@ struct srv {
     char started_iso[40];
     int failures;   /* traces that could not be written at the last flush */
     int flush_more; /* the last budgeted flush pass left idle traces */
+    size_t flush_pos; /* bucket where the next budgeted pass resumes */
+    size_t flush_done; /* buckets walked in the current cycle */
     int use_redis;  /* --redis given */
     struct coll_redis redis;
+    /* open traces, least recently active first (--max-open-traces) */
+    struct coll_trace *lru_head, *lru_tail;
+    /* peer credentials of the datagram being handled */
+    int cur_cred;
+    uint32_t cur_uid, cur_pid;
+    uint32_t euid; /* ours, allowed to send (as is root) */
+    unsigned limit_logged, limit_suppressed;
+    struct retention ret;
 };
 
 static uint64_t now_ms(void)
@@ -137,6 +188,33 @@ static int table_grow(struct srv *s)
     return 0;
 }
 
+static void lru_unlink(struct srv *s, struct coll_trace *t)
+{
+    if (t->lru_prev)
+        t->lru_prev->lru_next = t->lru_next;
+    else if (s->lru_head == t)
+        s->lru_head = t->lru_next;
+    if (t->lru_next)
+        t->lru_next->lru_prev = t->lru_prev;
+    else if (s->lru_tail == t)
+        s->lru_tail = t->lru_prev;
+    t->lru_prev = t->lru_next = NULL;
+}
+
+/* Mark `t` as the most recently active trace. */
+static void lru_touch(struct srv *s, struct coll_trace *t)
+{
+    if (s->lru_tail == t)
+        return;
+    lru_unlink(s, t);
+    t->lru_prev = s->lru_tail;
+    if (s->lru_tail)
+        s->lru_tail->lru_next = t;
+    else
+        s->lru_head = t;
+    s->lru_tail = t;
+}
+
 static struct coll_trace *table_get(struct srv *s, const char *base_id, int create)
 {
     if (s->nb) {
@@ -155,6 +233,9 @@ static struct coll_trace *table_get(struct srv *s, const char *base_id, int crea
     t->next = s->tb[h];
     s->tb[h] = t;
     s->ntraces++;
+    t->max_spans = s->o->max_spans_per_trace;
+    t->first_ms = t->last_ms = now_ms();
+    lru_touch(s, t);
     return t;
 }
 
@@ -165,6 +246,7 @@ static void table_remove(struct srv *s, struct coll_trace *t)
         pp = &(*pp)->next;
     if (*pp)
         *pp = t->next;
+    lru_unlink(s, t);
     s->ntraces--;
     s->pending_spans -= t->n < s->pending_spans ? t->n : s->pending_spans;
     s->pending_jbytes -= t->jbytes < s->pending_jbytes ? t->jbytes : s->pending_jbytes;
@@ -192,6 +274,32 @@ static struct sender *sender_get(struct srv *s, uint32_t pid, uint64_t now)
     x->pid = pid;
     x->last_ms = now;
     return x;
+}
+
+/* The sender of the datagram being handled: keyed by the kernel's pid when
+ * the datagram carried credentials (it always does: SO_PASSCRED), else by
+ * the pid its header claims.  A header pid that differs is counted. */
+static struct sender *sender_for(struct srv *s, uint32_t hdr_pid, uint64_t now)
+{
+    uint32_t pid = s->cur_cred ? s->cur_pid : hdr_pid;
+    struct sender *x = sender_get(s, pid, now);
+    x->hdr_pid = hdr_pid;
+    if (s->cur_cred && hdr_pid != s->cur_pid) {
+        x->pid_mismatches++;
+        s->c.pid_mismatches++;
+    }
+    return x;
+}
+
+/* Rate limit (LIMIT_LOG_PER_MIN lines a minute) of the limit events. */
+static int limit_log_ok(struct srv *s)
+{
+    if (s->limit_logged < LIMIT_LOG_PER_MIN) {
+        s->limit_logged++;
+        return 1;
+    }
+    s->limit_suppressed++;
+    return 0;
 }
 
 static uint64_t dropped_total(const struct srv *s)
@@ -238,9 +346,21 @@ static int flush_trace(struct srv *s, struct coll_trace *t)
             coll_trace_free(merged);
             merged = NULL;
         } else {
+            merged->max_spans = s->o->max_spans_per_trace;
+            uint64_t cut0 = merged->cut_spans + t->cut_spans;
             int changed = coll_trace_merge(merged, t);
             if (changed < 0)
                 goto out;
+            if (merged->cut_spans > cut0) { /* the dump already holds the maximum */
+                s->c.spans_cut += merged->cut_spans - cut0;
+                s->c.traces_cut++;
+                if (limit_log_ok(s))
+                    coll_log(COLL_LOG_WARN,
+                             "event=span_limit base_id=%s spans_dropped=%llu max=%zu where=dump",
+                             t->base_id, (unsigned long long)(merged->cut_spans - cut0),
+                             s->o->max_spans_per_trace);
+                changed++;
+            }
             if (changed == 0) {
                 s->c.unchanged++;
                 rc = 0;
@@ -296,6 +416,11 @@ static void journal_compact(struct srv *s)
     }
     struct coll_buf b;
     coll_buf_init(&b);
+    /* Held wire records become spans first: the lines cover every span. */
+    for (size_t i = 0; i < s->nb; i++)
+        for (struct coll_trace *t = s->tb[i]; t; t = t->next)
+            if (coll_trace_realize(t) < 0)
+                goto fail;
     for (size_t i = 0; i < s->nb; i++)
         for (struct coll_trace *t = s->tb[i]; t; t = t->next)
             for (size_t k = 0; k < t->n; k++)
@@ -334,27 +459,47 @@ fail:
  * costs an fsync) and sets s->flush_more when idle traces remain: the loop
  * then polls the socket without sleeping and calls again.  The kernel
  * queues few datagrams per unix socket (net.unix.max_dgram_qlen), so a long
- * flush pass must not keep the socket unread. */
+ * flush pass must not keep the socket unread.  A pass that runs out of
+ * budget resumes at the bucket where it stopped (s->flush_pos), and the
+ * cycle ends once every bucket was walked: a table too large to walk in one
+ * budget is walked in several passes, never restarted from the top. */
 static int flush_traces(struct srv *s, int all)
 {
     uint64_t now = now_ms();
     int flushed = 0, failed = 0;
+    if (all || !s->flush_more || s->flush_pos >= s->nb)
+        s->flush_pos = 0, s->flush_done = 0;
     s->flush_more = 0;
-    for (size_t i = 0; i < s->nb; i++) {
+    for (; s->flush_done < s->nb; s->flush_done++, s->flush_pos = (s->flush_pos + 1) % s->nb) {
+        size_t i = s->flush_pos;
+        if (!all && now_ms() - now >= FLUSH_BUDGET_MS) {
+            s->flush_more = 1; /* resume at bucket i */
+            goto done;
+        }
         struct coll_trace *t = s->tb[i];
         while (t) {
             struct coll_trace *next = t->next;
-            if (!all && now_ms() - now >= FLUSH_BUDGET_MS) {
-                s->flush_more = 1;
-                goto done;
-            }
-            if (all || now - t->last_ms >= s->o->idle_ms) {
+            int old = !all && now - t->last_ms < s->o->idle_ms && s->o->max_trace_age_ms &&
+                      now - t->first_ms >= s->o->max_trace_age_ms;
+            if (all || now - t->last_ms >= s->o->idle_ms || old) {
+                t->early_age += old;
                 if (flush_trace(s, t) == 0) {
+                    if (old) {
+                        s->c.early_age++;
+                        if (limit_log_ok(s))
+                            coll_log(COLL_LOG_INFO,
+                                     "event=written_early reason=max_trace_age base_id=%s "
+                                     "spans=%zu age_ms=%llu note=%s",
+                                     t->base_id, t->n, (unsigned long long)(now - t->first_ms),
+                                     coll_logq("later spans are merged into the dump"));
+                    }
                     table_remove(s, t);
                     flushed++;
                 } else {
                     failed++;
-                    t->last_ms = now; /* retry after another idle period */
+                    t->early_age -= old;
+                    t->last_ms = t->first_ms = now; /* retry after another period */
+                    lru_touch(s, t);
                 }
             }
             t = next;
@@ -385,36 +530,155 @@ done:
 
 /* ------------------------------------------------------------ ingest */
 
+static const char *reject_reason(int err)
+{
+    return err == REJ_PEER_UID ? "peer_uid" : coll_dec_reason(err);
+}
+
+/* Count and log (rate-limited) a refused datagram; `pid` is what its header
+ * says (0 when it has none), the kernel's pid/uid are logged too. */
 static void reject(struct srv *s, int err, const char *detail, uint32_t pid, size_t len)
 {
     s->c.rejected++;
-    if (err > 0 && err < COLL_DEC__COUNT)
+    if (err > 0 && err <= REJ_PEER_UID)
         s->c.rejected_by[err]++;
     s->change_gen++;
+    /* per-sender count, for allowed uids only: a foreign uid must not be
+     * able to push the real senders out of the table */
+    if (err != REJ_PEER_UID && s->cur_cred)
+        sender_get(s, s->cur_pid, now_ms())->rejected++;
     if (s->reject_logged < REJECT_LOG_PER_MIN) {
         s->reject_logged++;
-        coll_log(COLL_LOG_WARN, "event=reject reason=%s pid=%u bytes=%zu detail=%s",
-                 coll_dec_reason(err), pid, len, coll_logq(detail));
+        coll_log(COLL_LOG_WARN,
+                 "event=reject reason=%s pid=%u uid=%ld header_pid=%u bytes=%zu detail=%s",
+                 reject_reason(err), s->cur_cred ? s->cur_pid : 0,
+                 s->cur_cred ? (long)s->cur_uid : -1L, pid, len, coll_logq(detail));
     } else {
         s->reject_suppressed++;
     }
 }
 
-static void add_span(struct srv *s, const char *base_id, json_t *start, json_t *stop,
-                     uint64_t now, size_t jbytes)
+/* May the datagram's sender use us?  Our euid, root and --allow-uid; a
+ * datagram without credentials (cannot happen with SO_PASSCRED) is refused
+ * too.  Refused ones are counted with reason peer_uid. */
+static int peer_allowed(struct srv *s, size_t len)
 {
-    struct coll_trace *t = table_get(s, base_id, 1);
-    if (!t) {
-        coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
-        return;
+    char d[96];
+    if (!s->cur_cred) {
+        reject(s, REJ_PEER_UID, "no credentials", 0, len);
+        return 0;
     }
-    size_t before = t->n;
-    if (coll_trace_add_span(t, start, stop) < 0)
-        coll_log(COLL_LOG_ERROR, "event=bad_span base_id=%s", base_id);
-    s->pending_spans += t->n - before;
+    if (s->cur_uid == s->euid || s->cur_uid == 0)
+        return 1;
+    for (size_t i = 0; i < s->o->nallow_uid; i++)
+        if (s->cur_uid == (uint32_t)s->o->allow_uid[i])
+            return 1;
+    snprintf(d, sizeof d, "uid %u is not allowed (--allow-uid)", s->cur_uid);
+    reject(s, REJ_PEER_UID, d, 0, len);
+    return 0;
+}
+
+/* Write the least recently active open trace now (--max-open-traces).
+ * Its later spans start a new open trace, merged into the dump when that
+ * is written (as any late span). */
+static void write_oldest_early(struct srv *s)
+{
+    struct coll_trace *t = s->lru_head;
+    if (!t)
+        return;
+    t->early_open++;
+    if (flush_trace(s, t) == 0) {
+        s->c.early_open++;
+        if (limit_log_ok(s))
+            coll_log(COLL_LOG_INFO,
+                     "event=written_early reason=max_open_traces base_id=%s spans=%zu "
+                     "open_traces=%zu max=%zu note=%s",
+                     t->base_id, t->n, s->ntraces, s->o->max_open_traces,
+                     coll_logq("later spans are merged into the dump"));
+        table_remove(s, t);
+        s->change_gen++;
+    } else {
+        t->early_open--;
+        s->c.early_errors++;
+        lru_touch(s, t); /* try another one next time */
+    }
+}
+
+/* The open trace `base_id`, created when needed (making room first). */
+static struct coll_trace *open_trace(struct srv *s, const char *base_id)
+{
+    struct coll_trace *t = table_get(s, base_id, 0);
+    if (t)
+        return t;
+    if (s->o->max_open_traces && s->ntraces >= s->o->max_open_traces)
+        write_oldest_early(s);
+    return table_get(s, base_id, 1);
+}
+
+/* Count what t's span limit cut since it held `cut0`. */
+static void note_cut(struct srv *s, struct coll_trace *t, uint64_t cut0)
+{
+    if (t->cut_spans == cut0)
+        return;
+    s->c.spans_cut += t->cut_spans - cut0;
+    if (cut0 == 0) {
+        s->c.traces_cut++;
+        if (limit_log_ok(s))
+            coll_log(COLL_LOG_WARN,
+                     "event=span_limit base_id=%s max=%zu where=memory note=%s", t->base_id,
+                     t->max_spans, coll_logq("later spans of this trace are counted, not kept"));
+    }
+}
+
+/* Add span `sp` of the accepted datagram `d` to its trace: held as its
+ * wire record (ingest.h) while the trace is below its span limit, else as
+ * events through coll_trace_add_span (which applies the limit).  `last`
+ * caches the trace of the previous span of the datagram (records of one
+ * trace follow each other): reused when the base_id is the same (nothing
+ * is flushed between two spans of a datagram), else looked up. */
+struct last_trace {
+    struct coll_trace *t;
+    uint8_t base[16];
+};
+
+static void add_span(struct srv *s, const struct coll_dec *d, const struct coll_span *sp,
+                     struct last_trace *last, uint64_t now, size_t jbytes)
+{
+    struct coll_trace *t = last->t;
+    if (!t || memcmp(last->base, sp->hdr.base_id, 16) != 0) {
+        char base_id[37];
+        coll_uuid_fmt(sp->hdr.base_id, base_id);
+        last->t = t = open_trace(s, base_id);
+        memcpy(last->base, sp->hdr.base_id, 16);
+        if (!t) {
+            coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
+            return;
+        }
+    }
+    const char *base_id = t->base_id;
+    size_t before = t->n + coll_raw_count(t);
+    uint64_t cut0 = t->cut_spans;
+    if (!t->max_spans || before < t->max_spans) {
+        if (coll_raw_add(t, d, sp) < 0)
+            coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
+    } else {
+        json_t *start = NULL, *stop = NULL;
+        if (coll_events_build(&d->proc, sp, s->host, &start, &stop) < 0 ||
+            coll_trace_add_span(t, start, stop) < 0)
+            coll_log(COLL_LOG_ERROR, "event=bad_span base_id=%s", base_id);
+        json_decref(start);
+        json_decref(stop);
+    }
+    note_cut(s, t, cut0);
+    size_t after = t->n + coll_raw_count(t);
+    if (after >= before)
+        s->pending_spans += after - before;
+    else /* realized duplicates */
+        s->pending_spans -= before - after < s->pending_spans ? before - after : s->pending_spans;
     t->jbytes += jbytes;
     s->pending_jbytes += jbytes;
     t->last_ms = now;
+    lru_touch(s, t);
 }
 
 /* Push order of a datagram's spans: the order OSProfiler's pushes of their
@@ -515,12 +779,43 @@ out:
     free(bufs);
 }
 
+/* The events of every span of `d` (iterated on a copy), pushed to Redis. */
+static void redis_push_dgram(struct srv *s, const struct coll_dec *d, uint64_t now)
+{
+    struct coll_dec it = *d;
+    uint32_t n = d->hdr.nrec, i = 0;
+    json_t **ev = calloc(n ? 2 * (size_t)n : 1, sizeof *ev);
+    char(*ids)[37] = calloc(n ? n : 1, sizeof *ids);
+    struct coll_span sp;
+    if (!ev || !ids)
+        goto oom;
+    while (coll_decode_next(&it, &sp)) {
+        if (coll_events_build(&d->proc, &sp, s->host, &ev[2 * i], &ev[2 * i + 1]) < 0)
+            goto oom;
+        coll_uuid_fmt(sp.hdr.base_id, ids[i]);
+        i++;
+    }
+    redis_push_spans(s, ev, ids, i, now);
+    goto out;
+oom:
+    s->redis.failed += 2 * (uint64_t)n;
+    coll_log(COLL_LOG_ERROR, "event=oom what=redis_push spans=%u", n);
+out:
+    if (ev)
+        for (size_t k = 0; k < 2 * (size_t)n; k++)
+            json_decref(ev[k]);
+    free(ev);
+    free(ids);
+}
+
 static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
 {
     uint64_t now = now_ms();
     s->c.dgrams++;
     s->c.bytes += len;
     s->change_gen++;
+    if (!peer_allowed(s, len))
+        return;
     if (len > LDPROF_WIRE_MAX_DGRAM) {
         char d[64];
         snprintf(d, sizeof d, "%zu bytes, max %u", len, LDPROF_WIRE_MAX_DGRAM);
@@ -533,7 +828,7 @@ static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
         return;
     }
     s->c.accepted++;
-    struct sender *snd = sender_get(s, d.hdr.pid, now);
+    struct sender *snd = sender_for(s, d.hdr.pid, now);
     snd->dgrams++;
     snd->bytes += len;
     snd->last_ms = now;
@@ -547,51 +842,26 @@ static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
         return;
     }
 
-    /* Events first, then ONE journal write, then memory. */
+    /* ONE journal write (the datagram as received), then memory. */
     uint32_t n = d.hdr.nrec;
-    json_t **ev = calloc(n ? 2 * (size_t)n : 1, sizeof *ev);
-    char(*ids)[37] = calloc(n ? n : 1, sizeof *ids);
-    size_t *llen = calloc(n ? n : 1, sizeof *llen);
-    struct coll_buf lines;
-    coll_buf_init(&lines);
-    if (!ev || !ids || !llen)
-        goto oom;
-    struct coll_span sp;
-    uint32_t i = 0;
-    while (coll_decode_next(&d, &sp)) {
-        if (coll_events_build(&d.proc, &sp, s->host, &ev[2 * i], &ev[2 * i + 1]) < 0)
-            goto oom;
-        coll_uuid_fmt(sp.hdr.base_id, ids[i]);
-        size_t before = lines.len;
-        if (coll_journal_line(&lines, ids[i], json_object_get(ev[2 * i], "trace_id"),
-                              ev[2 * i], ev[2 * i + 1]) < 0 ||
-            coll_buf_addc(&lines, '\n') < 0)
-            goto oom;
-        llen[i] = lines.len - before;
-        i++;
-    }
-    if (coll_store_journal_append(&s->store, lines.p, lines.len) < 0) {
+    if (coll_store_journal_append_dgram(&s->store, buf, len) < 0) {
         s->c.journal_errors++;
         coll_log(COLL_LOG_ERROR, "event=journal_write_error error=%s",
                  coll_logq(strerror(errno)));
     }
     if (s->use_redis)
-        redis_push_spans(s, ev, ids, i, now);
-    for (uint32_t k = 0; k < i; k++)
-        add_span(s, ids[k], ev[2 * k], ev[2 * k + 1], now, llen[k]);
+        redis_push_dgram(s, &d, now);
+    /* Journal bytes per span (for compaction): the entry shared out. */
+    size_t entry = len + 9, share = n ? entry / n : 0, rest = n ? entry % n : 0;
+    struct coll_span sp;
+    struct last_trace last = {NULL, {0}};
+    uint32_t i = 0;
+    while (coll_decode_next(&d, &sp)) {
+        add_span(s, &d, &sp, &last, now, share + (i == 0 ? rest : 0));
+        i++;
+    }
     s->c.spans += i;
     snd->spans += i;
-    goto out;
-oom:
-    coll_log(COLL_LOG_ERROR, "event=oom pid=%u spans=%u", d.hdr.pid, n);
-out:
-    if (ev)
-        for (size_t k = 0; k < 2 * (size_t)n; k++)
-            json_decref(ev[k]);
-    free(ev);
-    free(ids);
-    free(llen);
-    coll_buf_free(&lines);
     if (s->pending_spans > s->o->max_pending) {
         s->c.forced_flushes++;
         coll_log(COLL_LOG_WARN, "event=forced_flush pending_spans=%zu max=%zu",
@@ -600,13 +870,39 @@ out:
     }
 }
 
+/* The sender's credentials (SCM_CREDENTIALS, SO_PASSCRED) of a received
+ * datagram into s->cur_*. */
+static void take_creds(struct srv *s, struct msghdr *mh)
+{
+    s->cur_cred = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred uc;
+            memcpy(&uc, CMSG_DATA(c), sizeof uc);
+            s->cur_cred = 1;
+            s->cur_uid = (uint32_t)uc.uid;
+            s->cur_pid = (uint32_t)uc.pid;
+        }
+    }
+}
+
 /* Read what is queued, at most `max` datagrams. */
 static size_t drain(struct srv *s, size_t max)
 {
     static uint8_t buf[LDPROF_WIRE_MAX_DGRAM + 1];
+    union {
+        struct cmsghdr align;
+        char b[CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
     size_t n = 0;
     while (n < max) {
-        ssize_t r = recv(s->sock, buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT);
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                            .msg_controllen = sizeof ctl.b};
+        ssize_t r = recvmsg(s->sock, &mh, MSG_TRUNC | MSG_DONTWAIT);
+        if (r >= 0)
+            take_creds(s, &mh);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -628,42 +924,81 @@ struct replay {
     long lines, bad;
 };
 
-static void replay_line(void *arg, const char *line, size_t len)
+/* A datagram entry: its spans, as when it was received (not journaled
+ * again: the journal is rewritten after the replay). */
+static void replay_dgram(struct replay *r, const char *p, size_t len)
+{
+    struct coll_dec d;
+    if (coll_decode(&d, p, len) < 0 || d.hdr.type != LDPROF_MSG_SPANS) {
+        r->bad++;
+        return;
+    }
+    uint32_t n = d.hdr.nrec;
+    size_t entry = len + 9, share = n ? entry / n : 0, rest = n ? entry % n : 0;
+    struct coll_span sp;
+    struct last_trace last = {NULL, {0}};
+    uint64_t now = now_ms();
+    uint32_t i = 0;
+    while (coll_decode_next(&d, &sp)) {
+        add_span(r->s, &d, &sp, &last, now, share + (i == 0 ? rest : 0));
+        i++;
+    }
+    r->s->c.replayed_spans += i;
+}
+
+/* One journal entry (store.h): a datagram, a span line, or damage. */
+static void replay_line(void *arg, int kind, const char *line, size_t len)
 {
     struct replay *r = arg;
     char base_id[64];
     uint8_t raw[16];
     r->lines++;
+    if (kind == COLL_JENT_DGRAM) {
+        replay_dgram(r, line, len);
+        return;
+    }
+    if (kind != COLL_JENT_LINE) {
+        r->bad++;
+        return;
+    }
     json_t *evs = coll_journal_parse(line, len, base_id);
     if (!evs || coll_uuid_parse(base_id, raw) < 0) {
         r->bad++;
         json_decref(evs);
         return;
     }
-    struct coll_trace *t = table_get(r->s, base_id, 1);
+    struct coll_trace *t = open_trace(r->s, base_id);
     if (!t) {
         r->bad++;
         json_decref(evs);
         return;
     }
-    size_t before = t->n;
-    for (size_t i = 0; i < json_array_size(evs); i++)
-        if (coll_trace_add_event(t, json_array_get(evs, i)) < 0)
-            r->bad++;
-    r->s->pending_spans += t->n - before;
+    size_t before = t->n + coll_raw_count(t); /* held records are counted */
+    uint64_t cut0 = t->cut_spans;
+    if (coll_trace_add_events(t, evs) < 0)
+        r->bad++;
+    note_cut(r->s, t, cut0);
+    size_t after = t->n + coll_raw_count(t);
+    if (after >= before)
+        r->s->pending_spans += after - before;
+    else /* realized duplicates */
+        r->s->pending_spans -= before - after < r->s->pending_spans ? before - after
+                                                                    : r->s->pending_spans;
     t->jbytes += len + 1;
     r->s->pending_jbytes += len + 1;
     r->s->c.replayed_spans++;
     t->last_ms = now_ms();
+    lru_touch(r->s, t);
     json_decref(evs);
 }
 
 static int replay_journal(struct srv *s)
 {
     struct replay r = {.s = s};
+    coll_ingest_init(s->host); /* once, before any span is held */
     if (s->store.jsize == 0)
         return 0;
-    long n = coll_store_journal_read(&s->store, replay_line, &r);
+    long n = coll_store_journal_scan(&s->store, replay_line, &r);
     if (n < 0) {
         coll_log(COLL_LOG_ERROR, "event=journal_read_error error=%s",
                  coll_logq(strerror(errno)));
@@ -693,18 +1028,24 @@ static void stats_json(struct srv *s, struct coll_buf *b, int running)
     char upd[40];
     iso_now(upd);
     json_t *rej = json_object();
-    for (int i = 1; i < COLL_DEC__COUNT; i++)
+    for (int i = 1; i <= REJ_PEER_UID; i++)
         if (s->c.rejected_by[i])
-            json_object_set_new(rej, coll_dec_reason(i),
+            json_object_set_new(rej, reject_reason(i),
                                 json_integer((json_int_t)s->c.rejected_by[i]));
     json_t *snd = json_array();
     for (size_t i = 0; i < s->nsenders; i++) {
         struct sender *x = &s->senders[i];
-        json_array_append_new(
-            snd, json_pack("{s:i,s:s,s:s,s:I,s:I,s:I,s:I}", "pid", (int)x->pid, "service",
-                           x->service, "exe", x->exe, "datagrams", (json_int_t)x->dgrams,
-                           "spans", (json_int_t)x->spans, "bytes", (json_int_t)x->bytes,
-                           "dropped", (json_int_t)x->dropped));
+        json_t *o = json_pack("{s:i,s:s,s:s,s:I,s:I,s:I,s:I}", "pid", (int)x->pid, "service",
+                              x->service, "exe", x->exe, "datagrams", (json_int_t)x->dgrams,
+                              "spans", (json_int_t)x->spans, "bytes", (json_int_t)x->bytes,
+                              "dropped", (json_int_t)x->dropped);
+        if (o) {
+            json_object_set_new(o, "rejected", json_integer((json_int_t)x->rejected));
+            json_object_set_new(o, "header_pid", json_integer((json_int_t)x->hdr_pid));
+            json_object_set_new(o, "pid_mismatches",
+                                json_integer((json_int_t)x->pid_mismatches));
+        }
+        json_array_append_new(snd, o);
     }
     json_t *j = json_pack(
         "{s:i,s:b,s:s,s:s,s:s,s:s,s:s,"
@@ -728,6 +1069,35 @@ static void stats_json(struct srv *s, struct coll_buf *b, int running)
         (json_int_t)s->c.journal_errors, "replayed_spans", (json_int_t)s->c.replayed_spans,
         "bad_lines", (json_int_t)s->c.journal_bad_lines,
         "senders", snd);
+    if (j) {
+        json_t *uids = json_array();
+        for (size_t i = 0; i < s->o->nallow_uid; i++)
+            json_array_append_new(uids, json_integer((json_int_t)s->o->allow_uid[i]));
+        json_object_set_new(
+            j, "peers",
+            json_pack("{s:i,s:o,s:I,s:I}", "euid", (int)geteuid(), "allowed_uids", uids,
+                      "uid_rejected", (json_int_t)s->c.rejected_by[REJ_PEER_UID],
+                      "pid_mismatches", (json_int_t)s->c.pid_mismatches));
+        json_object_set_new(
+            j, "limits",
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I},s:I}", "max_open_traces",
+                      (json_int_t)s->o->max_open_traces, "max_spans_per_trace",
+                      (json_int_t)s->o->max_spans_per_trace, "max_trace_age_ms",
+                      (json_int_t)s->o->max_trace_age_ms, "spans_dropped",
+                      (json_int_t)s->c.spans_cut, "traces_truncated",
+                      (json_int_t)s->c.traces_cut, "written_early", "max_open_traces",
+                      (json_int_t)s->c.early_open, "max_trace_age",
+                      (json_int_t)s->c.early_age, "early_write_errors",
+                      (json_int_t)s->c.early_errors));
+        json_object_set_new(
+            j, "retention",
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "max_traces",
+                      (json_int_t)s->o->max_traces, "max_age_ms", (json_int_t)s->o->max_age_ms,
+                      "pruned_by_count", (json_int_t)s->ret.pruned_count, "pruned_by_age",
+                      (json_int_t)s->ret.pruned_age, "skipped_open",
+                      (json_int_t)s->ret.skipped_open, "errors", (json_int_t)s->ret.errors,
+                      "scans", (json_int_t)s->ret.scans, "dumps", (json_int_t)s->ret.dumps));
+    }
     if (j && s->use_redis)
         json_object_set_new(
             j, "redis",
@@ -770,10 +1140,173 @@ static void log_stats(struct srv *s, const char *why)
     s->logged_gen = s->change_gen;
 }
 
+/* ------------------------------------------------------------ retention */
+
+static int ret_cmp(const void *a, const void *b)
+{
+    const struct ret_ent *x = a, *y = b;
+    if (x->mtime_ns != y->mtime_ns)
+        return x->mtime_ns < y->mtime_ns ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static int64_t st_mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* Read up to RET_SCAN_BATCH directory entries; at the end, sort the dumps
+ * oldest first and switch to pruning.  Returns 0, or -1 on an error (the
+ * cycle is abandoned). */
+static int ret_scan(struct srv *s, struct retention *r)
+{
+    for (int k = 0; k < RET_SCAN_BATCH; k++) {
+        errno = 0;
+        struct dirent *de = readdir(r->dp);
+        if (!de) {
+            if (errno)
+                return -1;
+            closedir(r->dp);
+            r->dp = NULL;
+            if (r->n)
+                qsort(r->v, r->n, sizeof *r->v, ret_cmp);
+            r->excess = s->o->max_traces && r->n > s->o->max_traces ? r->n - s->o->max_traces : 0;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            r->cutoff_ns = s->o->max_age_ms ? (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec -
+                                                  (int64_t)s->o->max_age_ms * 1000000
+                                            : INT64_MIN;
+            r->dumps = r->n;
+            r->pos = 0;
+            r->phase = 2;
+            return 0;
+        }
+        struct stat st;
+        if (!coll_is_dump_name(de->d_name) ||
+            fstatat(s->store.dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if (r->n == r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 256;
+            struct ret_ent *v = realloc(r->v, cap * sizeof *v);
+            if (!v) {
+                errno = ENOMEM;
+                return -1;
+            }
+            r->v = v;
+            r->cap = cap;
+        }
+        r->v[r->n].mtime_ns = st_mtime_ns(&st);
+        memcpy(r->v[r->n].id, de->d_name, 36);
+        r->v[r->n].id[36] = '\0';
+        r->n++;
+    }
+    return 0;
+}
+
+/* Remove up to RET_PRUNE_BATCH dumps, oldest first: those beyond
+ * --max-traces and those last written before --max-age.  Never a trace
+ * still open in memory, never a dump rewritten since the scan.  1 when the
+ * pass is over. */
+static int ret_prune(struct srv *s, struct retention *r)
+{
+    for (int k = 0; k < RET_PRUNE_BATCH; k++, r->pos++) {
+        if (r->pos >= r->n)
+            return 1;
+        struct ret_ent *e = &r->v[r->pos];
+        int by_count = r->pos < r->excess, by_age = e->mtime_ns < r->cutoff_ns;
+        if (!by_count && !by_age)
+            return 1; /* sorted: the rest is newer */
+        if (table_get(s, e->id, 0)) {
+            r->skipped_open++;
+            r->cyc_open++;
+            s->change_gen++;
+            continue;
+        }
+        char name[48];
+        struct stat st;
+        snprintf(name, sizeof name, "%s.json", e->id);
+        if (fstatat(s->store.dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            st_mtime_ns(&st) != e->mtime_ns)
+            continue; /* gone, or rewritten since the scan */
+        if (unlinkat(s->store.dirfd, name, 0) < 0) {
+            if (errno != ENOENT) {
+                r->errors++;
+                coll_log(COLL_LOG_ERROR, "event=retention_error base_id=%s error=%s", e->id,
+                         coll_logq(strerror(errno)));
+            }
+            continue;
+        }
+        if (by_count) {
+            r->pruned_count++;
+            r->cyc_count++;
+        } else {
+            r->pruned_age++;
+            r->cyc_age++;
+        }
+        s->change_gen++;
+    }
+    return 0;
+}
+
+/* One bounded step of the retention cycle (--max-traces, --max-age). */
+static void retention_step(struct srv *s, uint64_t now)
+{
+    struct retention *r = &s->ret;
+    if (!s->o->max_traces && !s->o->max_age_ms)
+        return;
+    if (r->phase == 0) {
+        if (now < r->next_ms)
+            return;
+        int fd = openat(s->store.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        r->dp = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!r->dp) {
+            if (fd >= 0)
+                close(fd);
+            r->errors++;
+            coll_log(COLL_LOG_ERROR, "event=retention_error error=%s",
+                     coll_logq(strerror(errno)));
+            r->next_ms = now + RET_INTERVAL_MS;
+            return;
+        }
+        r->n = 0;
+        r->cyc_count = r->cyc_age = r->cyc_open = 0;
+        r->scan_start_ms = now;
+        r->scans++;
+        r->phase = 1;
+    }
+    if (r->phase == 1) {
+        if (ret_scan(s, r) < 0) {
+            r->errors++;
+            coll_log(COLL_LOG_ERROR, "event=retention_error error=%s",
+                     coll_logq(strerror(errno)));
+            closedir(r->dp);
+            r->dp = NULL;
+            r->phase = 0;
+            r->next_ms = now + RET_INTERVAL_MS;
+        }
+        return; /* prune at the next tick */
+    }
+    if (ret_prune(s, r)) {
+        if (r->cyc_count || r->cyc_age || r->cyc_open)
+            coll_log(COLL_LOG_INFO,
+                     "event=retention_pruned by_count=%llu by_age=%llu skipped_open=%llu "
+                     "dumps_before=%zu max_traces=%zu max_age_ms=%llu",
+                     (unsigned long long)r->cyc_count, (unsigned long long)r->cyc_age,
+                     (unsigned long long)r->cyc_open, r->n, s->o->max_traces,
+                     (unsigned long long)s->o->max_age_ms);
+        r->phase = 0;
+        /* at most half the time scanning a big directory */
+        uint64_t took = now - r->scan_start_ms;
+        r->next_ms = now + (took > RET_INTERVAL_MS ? took : RET_INTERVAL_MS);
+    }
+}
+
 static void tick(struct srv *s)
 {
     uint64_t now = now_ms();
     flush_traces(s, 0);
+    retention_step(s, now);
     if (coll_store_journal_sync(&s->store) < 0)
         coll_log(COLL_LOG_ERROR, "event=journal_sync_error error=%s",
                  coll_logq(strerror(errno)));
@@ -790,6 +1323,9 @@ static void tick(struct srv *s)
         if (s->reject_suppressed)
             coll_log(COLL_LOG_WARN, "event=reject_suppressed count=%u", s->reject_suppressed);
         s->reject_logged = s->reject_suppressed = 0;
+        if (s->limit_suppressed)
+            coll_log(COLL_LOG_WARN, "event=limit_log_suppressed count=%u", s->limit_suppressed);
+        s->limit_logged = s->limit_suppressed = 0;
         s->reject_window_ms = now;
     }
 }
@@ -845,14 +1381,34 @@ static int open_socket(struct srv *s)
         coll_log(COLL_LOG_INFO, "event=stale_socket_removed socket=%s", coll_logq(path));
     }
     s->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s->sock < 0)
+    /* Every datagram then carries its sender's pid/uid/gid (SCM_CREDENTIALS,
+     * filled in by the kernel: a sender cannot forge them without
+     * CAP_SYS_ADMIN/CAP_SETUID).  Set before bind: no datagram without. */
+    int one = 1;
+    if (s->sock < 0 || setsockopt(s->sock, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
         goto fail;
     strcpy(sa.sun_path, path);
     mode_t old = umask(0177);
     int rc = bind(s->sock, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
-    if (rc < 0 || chmod(path, 0600) < 0)
+    /* Only our uid (and root) may send, unless --allow-uid: then anyone who
+     * can reach the socket may send and the uid check decides. */
+    if (rc < 0 || chmod(path, s->o->nallow_uid ? 0666 : 0600) < 0)
         goto fail;
+    if (s->o->nallow_uid) {
+        /* other uids must be able to traverse the socket's directory (not
+         * list it); the directories above are the operator's business */
+        if (stat(dir, &st) < 0 ||
+            ((st.st_mode & 0011) != 0011 && chmod(dir, (st.st_mode & 07777) | 0011) < 0))
+            goto fail;
+        char uids[COLL_MAX_ALLOW_UIDS * 12] = "";
+        for (size_t i = 0, l = 0; i < s->o->nallow_uid && l < sizeof uids; i++)
+            l += (size_t)snprintf(uids + l, sizeof uids - l, "%s%lu", i ? "," : "",
+                                  (unsigned long)s->o->allow_uid[i]);
+        coll_log(COLL_LOG_INFO,
+                 "event=socket_shared socket_mode=0666 dir=%s dir_mode=%04o allow_uids=%s",
+                 coll_logq(dir), (unsigned)((st.st_mode & 07777) | 0011), uids);
+    }
     if (lstat(path, &st) == 0) {
         s->sock_dev = st.st_dev;
         s->sock_ino = st.st_ino;
@@ -941,6 +1497,9 @@ void coll_opts_defaults(struct coll_opts *o)
     o->journal_max = 64u << 20;
     o->max_pending = 100000;
     o->rcvbuf = 4 << 20;
+    o->max_open_traces = 10000;
+    o->max_spans_per_trace = 20000;
+    o->max_trace_age_ms = 600000;
 }
 
 static void teardown(struct srv *s)
@@ -954,6 +1513,9 @@ static void teardown(struct srv *s)
         }
     }
     free(s->tb);
+    if (s->ret.dp)
+        closedir(s->ret.dp);
+    free(s->ret.v);
     if (s->sigfd >= 0)
         close(s->sigfd);
     if (s->tfd >= 0)
@@ -975,6 +1537,7 @@ int coll_server_run(const struct coll_opts *o)
     memset(s, 0, sizeof *s);
     s->o = o;
     s->sock = s->sigfd = s->tfd = s->lockfd = -1;
+    s->euid = (uint32_t)geteuid();
     s->store.jfd = s->store.dirfd = -1;
     s->started_ms = s->last_stats_log_ms = s->last_stats_file_ms = s->reject_window_ms = now_ms();
     iso_now(s->started_iso);
@@ -1012,6 +1575,12 @@ int coll_server_run(const struct coll_opts *o)
              "event=start version=%s socket=%s dir=%s idle_ms=%u fsync=%s stats=%s",
              LDPROF_VERSION, coll_logq(o->socket_path), coll_logq(o->dir), o->idle_ms,
              o->fsync_batch ? "batch" : "each", coll_logq(s->stats_path));
+    coll_log(COLL_LOG_INFO,
+             "event=limits max_open_traces=%zu max_spans_per_trace=%zu max_trace_age_ms=%llu "
+             "max_traces=%zu max_age_ms=%llu",
+             o->max_open_traces, o->max_spans_per_trace,
+             (unsigned long long)o->max_trace_age_ms, o->max_traces,
+             (unsigned long long)o->max_age_ms);
     replay_journal(s);
     write_stats_file(s, 1);
     write_ready(s);

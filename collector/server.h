@@ -9,10 +9,14 @@
 #define LDPROF_COLLECTOR_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #ifndef LDPROF_VERSION
 #define LDPROF_VERSION "0.1.0"
 #endif
+
+#define COLL_MAX_ALLOW_UIDS 64
 
 struct coll_opts {
     const char *socket_path; /* resolved, never NULL */
@@ -26,10 +30,21 @@ struct coll_opts {
     int rcvbuf;              /* SO_RCVBUF wish, bytes */
     int fsync_batch;         /* --fsync batch (store.h), default 0: each */
     const char *redis_uri;   /* --redis redis://HOST:PORT[/DB], NULL: none */
+    /* Bounded memory (0 = no limit); what they cut is marked in the dump. */
+    size_t max_open_traces;     /* write the least recently active trace early */
+    size_t max_spans_per_trace; /* spans beyond it are counted, not kept */
+    uint64_t max_trace_age_ms;  /* write a trace this old (first span) as it stands */
+    /* Retention of the dump directory (0 = keep everything). */
+    size_t max_traces;   /* keep the newest N dumps (by mtime) */
+    uint64_t max_age_ms; /* remove dumps last written longer ago */
+    /* Peer credentials: uids allowed besides our euid and root. */
+    uid_t allow_uid[COLL_MAX_ALLOW_UIDS];
+    size_t nallow_uid;
 };
 
 /* Set the defaults (idle 1000 ms, journal 64 MiB, 100,000 pending spans,
- * 4 MiB receive buffer); paths are left NULL. */
+ * 4 MiB receive buffer, 10,000 open traces, 20,000 spans per trace, trace
+ * age 10 min, no retention); paths are left NULL. */
 void coll_opts_defaults(struct coll_opts *o);
 
 /* Run the daemon until SIGTERM/SIGINT.  Returns the process exit status:

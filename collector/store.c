@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int write_all(int fd, const char *p, size_t n)
@@ -179,6 +181,125 @@ int coll_store_journal_append(struct coll_store *s, const char *data, size_t len
     return 0;
 }
 
+int coll_store_journal_append_dgram(struct coll_store *s, const void *dgram, size_t len)
+{
+    static char nl[] = "\n";
+    unsigned char head[8];
+    memcpy(head, COLL_JOURNAL_DGRAM_MAGIC, 4);
+    for (int i = 0; i < 4; i++)
+        head[4 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+    struct iovec iov[3] = {
+        {.iov_base = head, .iov_len = sizeof head},
+        {.iov_base = (void *)dgram, .iov_len = len},
+        {.iov_base = nl, .iov_len = 1},
+    };
+    size_t total = sizeof head + len + 1, done = 0;
+    if (len > UINT32_MAX) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    while (done < total) {
+        ssize_t w;
+        if (done == 0) {
+            w = writev(s->jfd, iov, 3);
+        } else {
+            /* finish a short write from where it stopped */
+            struct iovec rest[3];
+            int n = 0;
+            size_t skip = done;
+            for (int i = 0; i < 3; i++) {
+                if (skip >= iov[i].iov_len) {
+                    skip -= iov[i].iov_len;
+                    continue;
+                }
+                rest[n].iov_base = (char *)iov[i].iov_base + skip;
+                rest[n].iov_len = iov[i].iov_len - skip;
+                skip = 0;
+                n++;
+            }
+            w = writev(s->jfd, rest, n);
+        }
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            int best_effort = ftruncate(s->jfd, s->jsize);
+            (void)best_effort;
+            errno = e;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    s->jsize += (off_t)total;
+    s->jdirty = 1;
+    return 0;
+}
+
+long coll_store_journal_scan(struct coll_store *s,
+                             void (*cb)(void *arg, int kind, const char *p, size_t len),
+                             void *arg)
+{
+    struct coll_buf b;
+    coll_buf_init(&b);
+    int fd = openat(s->dirfd, COLL_JOURNAL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    int rc = read_fd(fd, &b);
+    int e = errno;
+    close(fd);
+    if (rc < 0) {
+        coll_buf_free(&b);
+        errno = e;
+        return -1;
+    }
+    long count = 0;
+    size_t off = 0;
+    const char *p = b.p;
+    while (off < b.len) {
+        const char *q = p + off;
+        size_t left = b.len - off;
+        count++;
+        if (left >= 4 && memcmp(q, COLL_JOURNAL_DGRAM_MAGIC, 4) == 0) {
+            size_t n = 0;
+            if (left >= 8)
+                for (int i = 0; i < 4; i++)
+                    n |= (size_t)(unsigned char)q[4 + i] << (8 * i);
+            if (left >= 9 && n <= left - 9 && q[8 + n] == '\n') {
+                cb(arg, COLL_JENT_DGRAM, q + 8, n);
+                off += 9 + n;
+                continue;
+            }
+            /* Damaged or cut short: skip to the next line. */
+            const char *nl = memchr(q + 1, '\n', left - 1);
+            size_t skip = nl ? (size_t)(nl - q) + 1 : left;
+            cb(arg, COLL_JENT_TORN, q, skip);
+            off += skip;
+            continue;
+        }
+        const char *nl = memchr(q, '\n', left);
+        size_t n = nl ? (size_t)(nl - q) : left;
+        cb(arg, COLL_JENT_LINE, q, n);
+        off += n + (nl ? 1 : 0);
+    }
+    coll_buf_free(&b);
+    return count;
+}
+
+struct lines_only {
+    void (*cb)(void *arg, const char *line, size_t len);
+    void *arg;
+    long n;
+};
+
+static void line_cb(void *arg, int kind, const char *p, size_t len)
+{
+    struct lines_only *l = arg;
+    if (kind == COLL_JENT_LINE) {
+        l->cb(l->arg, p, len);
+        l->n++;
+    }
+}
+
 int coll_store_journal_sync(struct coll_store *s)
 {
     if (!s->jdirty)
@@ -192,29 +313,10 @@ int coll_store_journal_sync(struct coll_store *s)
 long coll_store_journal_read(struct coll_store *s,
                              void (*cb)(void *arg, const char *line, size_t len), void *arg)
 {
-    int fd = openat(s->dirfd, COLL_JOURNAL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
-    FILE *f = fdopen(fd, "r");
-    if (!f) {
-        close(fd);
+    struct lines_only l = {cb, arg, 0};
+    if (coll_store_journal_scan(s, line_cb, &l) < 0)
         return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long count = 0;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        size_t len = (size_t)n;
-        if (line[len - 1] == '\n')
-            len--;
-        cb(arg, line, len);
-        count++;
-    }
-    int bad = ferror(f);
-    free(line);
-    fclose(f);
-    return bad ? -1 : count;
+    return l.n;
 }
 
 int coll_store_journal_truncate(struct coll_store *s)

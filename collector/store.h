@@ -3,7 +3,9 @@
  * atomically, and the append-only journal of received spans.
  *
  *   <dir>/<base_id>.json     the trace, `osprofiler trace show --json` bytes
- *   <dir>/journal.jsonl      one line per received span (trace.h format)
+ *   <dir>/journal.jsonl      every accepted datagram as received, and lines
+ *                            of one span each (trace.h format) written by
+ *                            compaction
  *   <dir>/.<name>.tmp.<pid>  transient, during an atomic write
  *
  * Durability contract (docs/formats.md): a span is appended to the journal
@@ -53,12 +55,37 @@ void coll_store_close(struct coll_store *s);
  * journal always ends with a whole line. */
 int coll_store_journal_append(struct coll_store *s, const char *data, size_t len);
 
+/* Journal entries (docs/formats.md §4).  A line (JSON, ends in "\n"), or
+ * a datagram as received, framed as
+ *     "\x1eLDG"  u32 little-endian length N  N bytes  "\n"
+ * (0x1e never starts a line).  The daemon appends each accepted datagram
+ * so; compaction writes lines. */
+#define COLL_JOURNAL_DGRAM_MAGIC "\x1eLDG"
+enum coll_jentry {
+    COLL_JENT_LINE,  /* a line, without its "\n" (the last may be torn) */
+    COLL_JENT_DGRAM, /* a whole datagram (the payload of a framed entry) */
+    COLL_JENT_TORN,  /* a framed entry cut short or damaged (its bytes) */
+};
+
+/* Append one datagram entry (`len` bytes of datagram) with one writev(2).
+ * Returns 0 or -1 as coll_store_journal_append(). */
+int coll_store_journal_append_dgram(struct coll_store *s, const void *dgram, size_t len);
+
+/* Call `cb` with every entry of the journal in order.  A damaged framed
+ * entry is passed as COLL_JENT_TORN and reading goes on after the next
+ * "\n" (a crash leaves damage only at the end).  Returns the number of
+ * entries, or -1 on a read error. */
+long coll_store_journal_scan(struct coll_store *s,
+                             void (*cb)(void *arg, int kind, const char *p, size_t len),
+                             void *arg);
+
 /* fdatasync the journal if it was written since the last call. */
 int coll_store_journal_sync(struct coll_store *s);
 
-/* Call `cb` with each complete line of the journal (without "\n"); a torn
- * last line (no "\n") is passed too, the callback decides.  Returns the
- * number of lines, or -1 on a read error. */
+/* Call `cb` with each line of the journal (without "\n"); a torn last line
+ * (no "\n") is passed too, the callback decides.  Datagram entries are
+ * skipped (coll_store_journal_scan() gives them).  Returns the number of
+ * lines, or -1 on a read error. */
 long coll_store_journal_read(struct coll_store *s,
                              void (*cb)(void *arg, const char *line, size_t len),
                              void *arg);

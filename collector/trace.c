@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "ingest.h"
 
 struct coll_trace *coll_trace_new(const char *base_id)
 {
@@ -33,6 +34,7 @@ void coll_trace_free(struct coll_trace *t)
         json_decref(t->v[i].start);
         json_decref(t->v[i].stop);
     }
+    coll_raw_free(t->raw);
     free(t->v);
     json_decref(t->index);
     free(t);
@@ -67,6 +69,8 @@ static void span_times(struct coll_tspan *s)
 
 int coll_trace_add_event(struct coll_trace *t, json_t *ev)
 {
+    if (t->raw && coll_trace_realize(t) < 0) /* older spans first */
+        return -1;
     int64_t us;
     json_t *tid = json_object_get(ev, "trace_id");
     if (!json_is_object(ev) || !json_is_string(tid) || !json_is_string(json_object_get(ev, "name")) ||
@@ -102,9 +106,27 @@ int coll_trace_add_event(struct coll_trace *t, json_t *ev)
     return 1;
 }
 
+/* Is this a span `t` has no room for?  (Counted as cut when so.) */
+static int over_limit(struct coll_trace *t, json_t *ev)
+{
+    if (!t->max_spans || t->n < t->max_spans || !ev)
+        return 0;
+    json_t *tid = json_object_get(ev, "trace_id");
+    if (!json_is_string(tid) ||
+        json_object_getn(t->index, json_string_value(tid), json_string_length(tid)))
+        return 0;
+    t->cut_spans++;
+    t->cut_limit = t->max_spans;
+    return 1;
+}
+
 int coll_trace_add_span(struct coll_trace *t, json_t *start, json_t *stop)
 {
     int changed = 0, rc;
+    if (t->raw && coll_trace_realize(t) < 0) /* older spans first */
+        return -1;
+    if (over_limit(t, stop ? stop : start))
+        return 0;
     if (stop) {
         if ((rc = coll_trace_add_event(t, stop)) < 0)
             return -1;
@@ -118,16 +140,96 @@ int coll_trace_add_span(struct coll_trace *t, json_t *start, json_t *stop)
     return changed;
 }
 
+int coll_trace_add_events(struct coll_trace *t, json_t *events)
+{
+    json_t *start = NULL, *stop = NULL;
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        json_t *ev = json_array_get(events, i);
+        if (is_stop(ev))
+            stop = ev;
+        else
+            start = ev;
+    }
+    if (!start && !stop)
+        return -1;
+    return coll_trace_add_span(t, start, stop);
+}
+
 int coll_trace_merge(struct coll_trace *dst, const struct coll_trace *src)
 {
     int changed = 0;
+    if ((src->raw && coll_trace_realize((struct coll_trace *)src) < 0) ||
+        (dst->raw && coll_trace_realize(dst) < 0))
+        return -1;
     for (size_t i = 0; i < src->n; i++) {
         int rc = coll_trace_add_span(dst, src->v[i].start, src->v[i].stop);
         if (rc < 0)
             return -1;
         changed += rc;
     }
+    if (src->cut_spans || src->early_open || src->early_age) {
+        dst->cut_spans += src->cut_spans;
+        if (src->cut_limit > dst->cut_limit)
+            dst->cut_limit = src->cut_limit;
+        dst->early_open += src->early_open;
+        dst->early_age += src->early_age;
+        changed++;
+    }
     return changed;
+}
+
+int coll_trace_marked(const struct coll_trace *t)
+{
+    return t->cut_spans || t->early_open || t->early_age;
+}
+
+/* The "ldprof" marker object (trace.h), or NULL on allocation failure. */
+static json_t *marker_json(const struct coll_trace *t)
+{
+    json_t *m = json_object(), *early = json_object();
+    if (!m || !early)
+        goto fail;
+    if (json_object_set_new(m, "truncated", json_boolean(t->cut_spans != 0)) < 0)
+        goto fail;
+    if (t->cut_spans &&
+        (json_object_set_new(m, "spans_dropped", json_integer((json_int_t)t->cut_spans)) < 0 ||
+         json_object_set_new(m, "max_spans_per_trace",
+                             json_integer((json_int_t)t->cut_limit)) < 0))
+        goto fail;
+    if (t->early_open &&
+        json_object_set_new(early, "max_open_traces", json_integer((json_int_t)t->early_open)) < 0)
+        goto fail;
+    if (t->early_age &&
+        json_object_set_new(early, "max_trace_age", json_integer((json_int_t)t->early_age)) < 0)
+        goto fail;
+    if (json_object_size(early) && json_object_set(m, "written_early", early) < 0)
+        goto fail;
+    json_decref(early);
+    return m;
+fail:
+    json_decref(m);
+    json_decref(early);
+    return NULL;
+}
+
+/* Read the counts of a dump's "ldprof" marker (absent: nothing). */
+static void marker_load(struct coll_trace *t, json_t *m)
+{
+    if (!json_is_object(m))
+        return;
+    json_t *v = json_object_get(m, "spans_dropped");
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        t->cut_spans += (uint64_t)json_integer_value(v);
+    v = json_object_get(m, "max_spans_per_trace");
+    if (json_is_integer(v) && json_integer_value(v) > 0 && !t->cut_limit)
+        t->cut_limit = (size_t)json_integer_value(v);
+    json_t *e = json_object_get(m, "written_early");
+    v = json_object_get(e, "max_open_traces");
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        t->early_open += (uint64_t)json_integer_value(v);
+    v = json_object_get(e, "max_trace_age");
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        t->early_age += (uint64_t)json_integer_value(v);
 }
 
 static int cmp_span(const void *a, const void *b)
@@ -143,6 +245,8 @@ static int cmp_span(const void *a, const void *b)
 
 json_t *coll_trace_events(struct coll_trace *t)
 {
+    if (t->raw && coll_trace_realize(t) < 0)
+        return NULL;
     json_t *arr = json_array();
     struct coll_tspan **order = calloc(t->n ? t->n : 1, sizeof *order);
     if (!arr || !order) {
@@ -177,7 +281,14 @@ int coll_trace_render(struct coll_trace *t, struct coll_buf *out, struct coll_re
     json_decref(events);
     if (!report)
         return -1;
-    int rc = coll_report_dump(out, report);
+    int rc = 0;
+    if (coll_trace_marked(t)) {
+        json_t *m = marker_json(t);
+        if (!m || json_object_set_new(report, "ldprof", m) < 0)
+            rc = -1;
+    }
+    if (rc == 0)
+        rc = coll_report_dump(out, report);
     coll_report_free(report);
     if (rc < 0) {
         ctx->err = COLL_REPORT_ENOMEM;
@@ -221,12 +332,17 @@ int coll_trace_load_dump(struct coll_trace *t, const char *text, size_t len, cha
         return -1;
     }
     int count = 0;
+    size_t max = t->max_spans;
+    t->max_spans = 0; /* what a dump holds was kept already */
     json_t *ch = json_object_get(r, "children");
-    if (!json_is_array(ch) || load_nodes(t, ch, 0, &count) < 0) {
+    int bad = !json_is_array(ch) || load_nodes(t, ch, 0, &count) < 0;
+    t->max_spans = max;
+    if (bad) {
         snprintf(err, errlen, "not an osprofiler report");
         json_decref(r);
         return -1;
     }
+    marker_load(t, json_object_get(r, "ldprof"));
     json_decref(r);
     return count;
 }

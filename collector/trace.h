@@ -44,8 +44,22 @@ struct coll_trace {
     struct coll_tspan *v;
     size_t n, cap;
     json_t *index; /* trace_id -> position in v */
+    /* Spans received but not yet in v (wire records, ingest.h): the
+     * functions below realize them first (coll_trace_realize); n and v do
+     * not count them until then. */
+    struct coll_raw *raw;
+    /* Limits and what they cut (the dump's "ldprof" marker, see
+     * coll_trace_render).  max_spans: 0 = no limit; a span with a new
+     * trace_id beyond it is not kept, only counted in cut_spans. */
+    size_t max_spans;
+    size_t cut_limit; /* the max_spans that cut (shown in the marker) */
+    uint64_t cut_spans;
+    uint64_t early_open; /* written before idle: too many open traces */
+    uint64_t early_age;  /* written before idle: older than the max age */
     /* owner's bookkeeping (server.c); untouched here */
     struct coll_trace *next;
+    struct coll_trace *lru_prev, *lru_next;
+    uint64_t first_ms;
     uint64_t last_ms;
     uint64_t jbytes; /* bytes of its spans' journal lines */
 };
@@ -62,25 +76,42 @@ void coll_trace_free(struct coll_trace *t);
  * (json_equal), -1 on error. */
 int coll_trace_add_event(struct coll_trace *t, json_t *ev);
 
-/* Convenience: add the start and (optional) stop of one span. */
+/* Add the start and (optional) stop of one span (either may be NULL, not
+ * both).  A span with a trace_id not yet in `t` while t->n >= t->max_spans
+ * (max_spans != 0) is not added: cut_spans is incremented and 0 returned. */
 int coll_trace_add_span(struct coll_trace *t, json_t *start, json_t *stop);
 
-/* Merge every span of `src` into `dst` (events of `src` win).  Returns the
- * number of spans that changed dst, or -1. */
+/* The events of one span (a journal line's "events" array: its stop and/or
+ * its start, in any order) added as coll_trace_add_span() does. */
+int coll_trace_add_events(struct coll_trace *t, json_t *events);
+
+/* Merge every span of `src` into `dst` (events of `src` win; dst's span
+ * limit applies), and add src's cut/early counts to dst's.  Returns the
+ * number of spans that changed dst (plus 1 when a count was added), or -1. */
 int coll_trace_merge(struct coll_trace *dst, const struct coll_trace *src);
+
+/* Does the trace carry a marker (something cut or written early)? */
+int coll_trace_marked(const struct coll_trace *t);
 
 /* The events in read order (see above), as a new JSON array. */
 json_t *coll_trace_events(struct coll_trace *t);
 
 /* Render the dump: report (report.c) over the read order, serialised as
- * `osprofiler trace show --json` prints it.  Returns 0, or -1 with ctx set. */
+ * `osprofiler trace show --json` prints it.  When coll_trace_marked(t), one
+ * more top-level key follows "stats" (docs/formats.md):
+ *     "ldprof": {"truncated": BOOL, "spans_dropped": N,
+ *                "max_spans_per_trace": N, "written_early":
+ *                {"max_open_traces": N, "max_trace_age": N}}
+ * (counts that are 0 left out); OSProfiler's CLI re-renders such a file to
+ * the same bytes.  Returns 0, or -1 with ctx set. */
 int coll_trace_render(struct coll_trace *t, struct coll_buf *out,
                       struct coll_report_ctx *ctx);
 
 /* Re-read the spans of a dump (the meta.raw_payload.* events of every node
- * in the tree) into `t`.  Spans that OSProfiler's tree leaves out (parent
- * cycles) are not in the dump and so cannot come back.  Returns the number
- * of events read, or -1 when `text` is not a report (err filled). */
+ * in the tree) into `t`, and the counts of its "ldprof" marker if any.
+ * Spans that OSProfiler's tree leaves out (parent cycles) are not in the
+ * dump and so cannot come back.  t->max_spans is not applied.  Returns the
+ * number of events read, or -1 when `text` is not a report (err filled). */
 int coll_trace_load_dump(struct coll_trace *t, const char *text, size_t len, char *err,
                          size_t errlen);
 
@@ -92,7 +123,8 @@ int coll_trace_load_dump(struct coll_trace *t, const char *text, size_t len, cha
 int coll_journal_line(struct coll_buf *out, const char *base_id, json_t *trace_id,
                       json_t *start, json_t *stop);
 
-/* The journal line of span i of `t`. */
+/* The journal line of span i of `t` (i < t->n: held raw spans are not
+ * among them, coll_trace_realize() first). */
 int coll_trace_journal_line(const struct coll_trace *t, size_t i, struct coll_buf *out);
 
 /* Parse one journal line (without its "\n").  Returns its events array (a

@@ -8,6 +8,8 @@
 #   (b) events OSProfiler itself writes into Redis (its profiler + Redis
 #       driver) read by `ldprof trace show --redis --json` give the bytes of
 #       `osprofiler trace show --json`;
+#       `ldprof trace list --redis` (SCAN) lists both traces with the rows
+#       the directory listing gives and applies the same filters;
 #   (c) Redis unreachable while the collector runs: spans are still received
 #       and dumped, the failures are counted (stats file) and logged.
 #
@@ -128,6 +130,41 @@ jq_expect "$E2E_TMP/ld-b.json" '[.children[].info.name]' '["wsgi", "unfinished"]
 "$LDPROF_CLI" trace show --redis "$RURI" "$BASE_B" >/dev/null || fail "ldprof trace show --redis (tree) failed"
 REQ="ldprof trace show --redis (missing)" BODY=""
 if "$LDPROF_CLI" trace show --redis "$RURI" "$(new_uuid)" >/dev/null 2>&1; then fail "a missing trace was shown"; fi
+
+step "(b) ldprof trace list --redis: both traces, the rows of the directory listing, the filters"
+# lrows ARGS...: the JSON rows of `ldprof trace list ARGS --format json` for BASE and BASE_B
+lrows() {
+    "$LDPROF_CLI" trace list "$@" --format json 2>"$E2E_TMP/list.err" >"$E2E_TMP/list.json" ||
+        { REQ="ldprof trace list $* --format json" STATUS="" BODY=$(cat "$E2E_TMP/list.err" "$E2E_TMP/list.json"); fail "trace list failed"; }
+    jq -c --arg a "$BASE" --arg b "$BASE_B" '[.[] | select(.base_id == $a or .base_id == $b)]' "$E2E_TMP/list.json"
+}
+REQ="ldprof trace list --redis $RURI --format json" STATUS=""
+got=$(lrows --redis "$RURI")
+BODY=$got
+NSP_B=$(jq "$JQ_SPANS [spans] | length" "$E2E_TMP/ld-b.json")
+jq -e --arg a "$BASE" --arg b "$BASE_B" --argjson na "$NSP" --argjson nb "$NSP_B" \
+    'length == 2 and .[0].base_id == $b and .[0].spans == $nb and .[1].base_id == $a and .[1].spans == $na
+     and .[0].root == "wsgi GET /v2/x (+1)" and .[0].errors == 0' <<<"$got" >/dev/null ||
+    fail "expected rows (newest first) for $BASE_B ($NSP_B spans, root 'wsgi GET /v2/x (+1)') then $BASE ($NSP spans)"
+# the row of the dump file and the row from Redis are the same
+want=$(lrows --dir "$COLL_DIR")
+[ "$(jq -c '.[1]' <<<"$got")" = "$(jq -c '.[0]' <<<"$want")" ] ||
+    { BODY="redis: $(jq -c '.[1]' <<<"$got") dir: $(jq -c '.[0]' <<<"$want")"; fail "the Redis row of $BASE differs from the dump's"; }
+"$LDPROF_CLI" trace list --redis "$RURI" >"$E2E_TMP/list.txt" || fail "trace list --redis (table) failed"
+BODY=$(cat "$E2E_TMP/list.txt")
+head -n 1 "$E2E_TMP/list.txt" | grep -q '^BASE_ID ' || fail "no table header"
+grep -Eq "^$BASE_B .* wsgi GET /v2/x \(\+1\) +$NSP_B\$" "$E2E_TMP/list.txt" || fail "no table row for $BASE_B"
+# filters: (arguments, the base ids expected, in order)
+for c in "--name unfinished|$BASE_B" "--name POST|$BASE" "--min-duration 100000|" \
+    "--since 1h|$BASE_B $BASE" "--since 2000-01-01T00:00Z --name wsgi|$BASE_B $BASE"; do
+    args=${c%%|*} exp=${c#*|}
+    # shellcheck disable=SC2086
+    got=$(lrows --redis "$RURI" $args | jq -r '[.[].base_id] | join(" ")')
+    [ "$got" = "$exp" ] || { REQ="ldprof trace list --redis $RURI $args" BODY=$(cat "$E2E_TMP/list.json"); fail "filter '$args': expected '$exp', got '$got'"; }
+done
+REQ="ldprof trace list --redis redis://127.0.0.1:1/7" BODY=""
+if "$LDPROF_CLI" trace list --redis "redis://127.0.0.1:1/7" >/dev/null 2>"$E2E_TMP/list.err"; then fail "an unreachable Redis was listed"; fi
+grep -q '^ldprof: trace list: connect 127.0.0.1:1: ' "$E2E_TMP/list.err" || { BODY=$(cat "$E2E_TMP/list.err"); fail "no clear error for an unreachable Redis"; }
 
 # ------------------------------------------------------------------ (c)
 step "(c) Redis unreachable: ingest and dumps continue, failures counted"

@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "collector/decode.h"
 #include "collector/events.h"
 #include "collector/json.h"
+#include "collector/paths.h"
 #include "collector/trace.h"
 #include "wire_build.h"
 
@@ -96,6 +98,7 @@ static void env_cleanup(struct env *e)
 }
 
 static const char *extra_opt; /* one more option for the collector, e.g. "--fsync=batch" */
+static const char *extra_opts[8]; /* more options (NULL-terminated) */
 
 static pid_t spawn(struct env *e, const char *idle_ms)
 {
@@ -108,9 +111,16 @@ static pid_t spawn(struct env *e, const char *idle_ms)
         dup2(null, 0);
         dup2(null, 1);
         dup2(null, 2);
-        execl(bin, "ldprof-collectord", "--socket", e->sock, "--dir", e->traces, "--log",
-              e->log, "--ready-file", e->ready, "--idle-ms", idle_ms, "--debug", extra_opt,
-              (char *)NULL);
+        const char *argv[32] = {"ldprof-collectord", "--socket", e->sock, "--dir", e->traces,
+                                "--log", e->log, "--ready-file", e->ready, "--idle-ms",
+                                idle_ms, "--debug"};
+        size_t n = 12;
+        if (extra_opt)
+            argv[n++] = extra_opt;
+        for (size_t i = 0; i < 8 && extra_opts[i]; i++)
+            argv[n++] = extra_opts[i];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     return pid;
@@ -188,12 +198,27 @@ static char *slurp(const char *path, size_t *len)
     return b.p ? b.p : strdup("");
 }
 
-static size_t count_lines(const char *path)
+/* Entries of a journal (store.h): datagrams framed as "\x1eLDG" + u32
+ * length + bytes + "\n", and lines. */
+static size_t journal_entries(const char *path)
 {
-    char *s = slurp(path, NULL);
-    size_t n = 0;
-    for (char *p = s; p && *p; p++)
-        n += *p == '\n';
+    size_t len = 0, n = 0, off = 0;
+    char *s = slurp(path, &len);
+    while (off < len) {
+        if (len - off >= 9 && memcmp(s + off, "\x1eLDG", 4) == 0) {
+            uint32_t dl = (uint32_t)(uint8_t)s[off + 4] | (uint32_t)(uint8_t)s[off + 5] << 8 |
+                          (uint32_t)(uint8_t)s[off + 6] << 16 | (uint32_t)(uint8_t)s[off + 7] << 24;
+            if (dl > len - off - 9)
+                break; /* still being written */
+            off += 9 + dl;
+        } else {
+            char *nl = memchr(s + off, '\n', len - off);
+            if (!nl)
+                break;
+            off = (size_t)(nl - s) + 1;
+        }
+        n++;
+    }
     free(s);
     return n;
 }
@@ -348,7 +373,15 @@ Test(collector_daemon, idle_flush_then_clean_stop)
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "datagrams"), "accepted")), 2);
     cr_assert_eq(json_integer_value(json_object_get(j, "spans")), 4);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "traces"), "written")), 1);
-    cr_assert_eq(json_array_size(json_object_get(j, "senders")), 2);
+    /* one sending process (this one, by its kernel-reported pid), whose
+     * datagrams claimed pids 100 and 200 */
+    json_t *snd = json_object_get(j, "senders");
+    cr_assert_eq(json_array_size(snd), 1, "%s", stats);
+    json_t *s0 = json_array_get(snd, 0);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "pid")), getpid());
+    cr_assert_eq(json_integer_value(json_object_get(s0, "datagrams")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "pid_mismatches")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "peers"), "pid_mismatches")), 2);
     json_decref(j);
     free(stats);
 
@@ -466,9 +499,9 @@ Test(collector_daemon, kill9_then_restart_replays_the_journal)
     char jpath[200], dpath[256];
     snprintf(jpath, sizeof jpath, "%s/journal.jsonl", e.traces);
     dump_path(&e, dpath, sizeof dpath);
-    for (int i = 0; i < 500 && count_lines(jpath) < 4; i++)
+    for (int i = 0; i < 500 && journal_entries(jpath) < 2; i++)
         sleep_ms(10);
-    cr_assert_eq(count_lines(jpath), 4, "one journal line per span");
+    cr_assert_eq(journal_entries(jpath), 2, "one journal entry per datagram");
     cr_assert_eq(stop(&e, SIGKILL) & 0x7f, SIGKILL);
     cr_assert_neq(access(dpath, F_OK), 0, "no dump yet");
 
@@ -488,7 +521,7 @@ Test(collector_daemon, kill9_then_restart_replays_the_journal)
     cr_assert_eq(st.st_size, 0, "journal emptied after the replayed dumps were written");
     char *log = slurp(e.log, NULL);
     cr_assert_not_null(strstr(log, "event=stale_socket_removed"), "%s", log);
-    cr_assert_not_null(strstr(log, "event=journal_replayed lines=5 bad_lines=1 traces=1"),
+    cr_assert_not_null(strstr(log, "event=journal_replayed lines=3 bad_lines=1 traces=1"),
                        "%s", log);
     free(log);
 
@@ -520,7 +553,7 @@ Test(collector_daemon, fsync_batch_mode_keeps_every_span)
     send_dgram(e.sock, b.b.buf, b.len);
     char jpath[200];
     snprintf(jpath, sizeof jpath, "%s/journal.jsonl", e.traces);
-    for (int i = 0; i < 500 && count_lines(jpath) < 2; i++)
+    for (int i = 0; i < 500 && journal_entries(jpath) < 1; i++)
         sleep_ms(10);
     cr_assert_eq(stop(&e, SIGKILL) & 0x7f, SIGKILL);
     start(&e, "600000");
@@ -550,7 +583,7 @@ Test(collector_daemon, replay_merges_with_an_existing_dump)
     send_dgram(e.sock, b.b.buf, b.len);
     char jpath[200];
     snprintf(jpath, sizeof jpath, "%s/journal.jsonl", e.traces);
-    for (int i = 0; i < 500 && count_lines(jpath) < 2; i++)
+    for (int i = 0; i < 500 && journal_entries(jpath) < 1; i++)
         sleep_ms(10);
     cr_assert_eq(stop(&e, SIGKILL) & 0x7f, SIGKILL);
     start(&e, "600000");
@@ -642,4 +675,445 @@ Test(collector_daemon, help_version_and_bad_options)
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof cmd, "'%s' extra-arg 2>/dev/null", bin);
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+}
+
+/* ------------------------------------------------------------ limits */
+
+static json_t *load_stats(struct env *e)
+{
+    char *text = slurp(e->stats, NULL);
+    cr_assert_not_null(text, "no stats file %s", e->stats);
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    cr_assert_not_null(j, "stats: %s", je.text);
+    free(text);
+    return j;
+}
+
+/* stats value at "a.b.c" (integers), -1 when absent */
+static long long stat_int(json_t *j, const char *path)
+{
+    char buf[128], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *k = strtok_r(buf, ".", &save); k && j; k = strtok_r(NULL, ".", &save))
+        j = json_object_get(j, k);
+    return json_is_integer(j) ? json_integer_value(j) : -1;
+}
+
+/* Wait (bounded) until the stats file shows `path` >= `min`. */
+static void wait_stat(struct env *e, const char *path, long long min, unsigned ms)
+{
+    long long v = -1;
+    for (unsigned i = 0; i < ms / 50; i++) {
+        char *text = slurp(e->stats, NULL);
+        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        v = j ? stat_int(j, path) : -1;
+        json_decref(j);
+        if (v >= min)
+            return;
+        sleep_ms(50);
+    }
+    cr_assert_fail("stats %s: %lld, expected >= %lld within %u ms", path, v, min, ms);
+}
+
+/* The dump of these datagrams with the given marker counts. */
+static char *expected_marked(struct dg **dgs, size_t n, uint64_t cut, size_t limit,
+                             uint64_t early_open, uint64_t early_age)
+{
+    char id[37];
+    coll_uuid_fmt(BASE, id);
+    struct coll_trace *t = coll_trace_new(id);
+    for (size_t i = 0; i < n; i++) {
+        struct coll_dec d;
+        struct coll_span sp;
+        cr_assert_eq(coll_decode(&d, dgs[i]->b.buf, dgs[i]->len), 0, "%s", d.errstr);
+        while (coll_decode_next(&d, &sp)) {
+            json_t *s, *e;
+            cr_assert_eq(coll_events_build(&d.proc, &sp, "unused", &s, &e), 0);
+            coll_trace_add_span(t, s, e);
+            json_decref(s);
+            json_decref(e);
+        }
+    }
+    t->cut_spans = cut;
+    t->cut_limit = limit;
+    t->early_open = early_open;
+    t->early_age = early_age;
+    struct coll_buf b;
+    struct coll_report_ctx ctx;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_trace_render(t, &b, &ctx), 0, "%s", ctx.errstr);
+    coll_trace_free(t);
+    return b.p;
+}
+
+static json_t *load_dump(struct env *e)
+{
+    char path[256];
+    dump_path(e, path, sizeof path);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    cr_assert_not_null(j, "%s: %s", path, je.text);
+    return j;
+}
+
+Test(collector_daemon, span_limit_is_counted_and_marked)
+{
+    struct env e;
+    static struct dg a, b, c;
+    env_init(&e);
+    two_process_trace(&a, &b);
+    extra_opts[0] = "--max-spans-per-trace=2";
+    start(&e, "100");
+    send_dgram(e.sock, a.b.buf, a.len);
+    send_dgram(e.sock, b.b.buf, b.len); /* both spans beyond the limit */
+    struct dg *first[] = {&a};
+    char *want = expected_marked(first, 1, 2, 2, 0, 0);
+    expect_dump(&e, want, 5000);
+    free(want);
+    json_t *d = load_dump(&e);
+    json_t *m = json_object_get(d, "ldprof");
+    cr_assert(json_is_true(json_object_get(m, "truncated")));
+    cr_assert_eq(json_integer_value(json_object_get(m, "spans_dropped")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(m, "max_spans_per_trace")), 2);
+    cr_assert_null(json_object_get(m, "written_early"));
+    json_decref(d);
+
+    /* a late span: the dump already holds the maximum */
+    dg_begin(&c, 300, "late", "host-c");
+    dg_span(&c, LDPROF_KIND_HTTP, 0, 5, 1, 40000, 45000, "/out");
+    dg_end(&c);
+    send_dgram(e.sock, c.b.buf, c.len);
+    want = expected_marked(first, 1, 3, 2, 0, 0);
+    expect_dump(&e, want, 5000);
+    free(want);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    json_t *j = load_stats(&e);
+    cr_assert_eq(stat_int(j, "limits.spans_dropped"), 3);
+    cr_assert_eq(stat_int(j, "limits.max_spans_per_trace"), 2);
+    cr_assert_eq(stat_int(j, "spans"), 5, "every span was received");
+    json_decref(j);
+    char *log = slurp(e.log, NULL);
+    cr_assert_not_null(strstr(log, "event=span_limit"), "%s", log);
+    free(log);
+    env_cleanup(&e);
+}
+
+Test(collector_daemon, open_trace_limit_writes_the_oldest_early)
+{
+    struct env e;
+    static struct dg a, b, x;
+    uint8_t first_base[16];
+    env_init(&e);
+    two_process_trace(&a, &b);
+    memcpy(first_base, BASE, 16);
+    extra_opts[0] = "--max-open-traces=1";
+    start(&e, "600000");
+    send_dgram(e.sock, a.b.buf, a.len);
+    wb_id(BASE, 0x0ddba11, 0x99); /* a second trace */
+    dg_begin(&x, 400, "other", "host-x");
+    dg_span(&x, LDPROF_KIND_WSGI, 0, 7, 0, 0, 1000, "/other");
+    dg_end(&x);
+    send_dgram(e.sock, x.b.buf, x.len);
+    struct dg *second[] = {&x};
+    char *want_x = expected_dump(second, 1);
+    memcpy(BASE, first_base, 16);
+    struct dg *first[] = {&a};
+    char *want = expected_marked(first, 1, 0, 0, 1, 0);
+    expect_dump(&e, want, 5000); /* written early, idle is 10 minutes */
+    free(want);
+    json_t *d = load_dump(&e);
+    json_t *m = json_object_get(d, "ldprof");
+    cr_assert(json_is_false(json_object_get(m, "truncated")));
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(m, "written_early"),
+                                                    "max_open_traces")), 1);
+    json_decref(d);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    wb_id(BASE, 0x0ddba11, 0x99);
+    expect_dump(&e, want_x, 100); /* no marker: nothing cut */
+    free(want_x);
+    json_t *j = load_stats(&e);
+    cr_assert_eq(stat_int(j, "limits.written_early.max_open_traces"), 1);
+    json_decref(j);
+    char *log = slurp(e.log, NULL);
+    cr_assert_not_null(strstr(log, "event=written_early reason=max_open_traces"), "%s", log);
+    free(log);
+    env_cleanup(&e);
+}
+
+Test(collector_daemon, trace_age_limit_writes_and_continues)
+{
+    struct env e;
+    static struct dg a, b;
+    env_init(&e);
+    two_process_trace(&a, &b);
+    extra_opts[0] = "--max-trace-age=300ms";
+    start(&e, "600000");
+    send_dgram(e.sock, a.b.buf, a.len);
+    struct dg *first[] = {&a};
+    char *want = expected_marked(first, 1, 0, 0, 0, 1);
+    expect_dump(&e, want, 5000);
+    free(want);
+    send_dgram(e.sock, b.b.buf, b.len); /* continues the trace: merged into the dump */
+    struct dg *all[] = {&a, &b};
+    want = expected_marked(all, 2, 0, 0, 0, 2);
+    expect_dump(&e, want, 5000);
+    free(want);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    json_t *j = load_stats(&e);
+    cr_assert_eq(stat_int(j, "limits.written_early.max_trace_age"), 2);
+    json_decref(j);
+    env_cleanup(&e);
+}
+
+/* ------------------------------------------------------------ retention */
+
+static int dump_exists(struct env *e, const char *id)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.json", e->traces, id);
+    return access(path, F_OK) == 0;
+}
+
+static void write_old_dump(struct env *e, const char *id, time_t age_s)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.json", e->traces, id);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs("{}\n", f);
+    fclose(f);
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= age_s;
+    ts[1] = ts[0];
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+Test(collector_daemon, retention_keeps_the_newest_dumps)
+{
+    struct env e;
+    static struct dg x[5];
+    char ids[5][37];
+    env_init(&e);
+    extra_opts[0] = "--max-traces=2";
+    start(&e, "50");
+    for (int i = 0; i < 5; i++) {
+        wb_id(BASE, 0x7e7e0000u + (uint32_t)i, 0x100 + (uint64_t)i);
+        coll_uuid_fmt(BASE, ids[i]);
+        dg_begin(&x[i], 500, "svc", "host");
+        dg_span(&x[i], LDPROF_KIND_WSGI, 0, 10 + (uint64_t)i, 0, 0, 1000, "/r");
+        dg_end(&x[i]);
+        send_dgram(e.sock, x[i].b.buf, x[i].len);
+        for (int k = 0; k < 250 && !dump_exists(&e, ids[i]); k++)
+            sleep_ms(20);
+        cr_assert(dump_exists(&e, ids[i]) || i < 3, "dump %d written", i);
+    }
+    wait_stat(&e, "retention.pruned_by_count", 3, 10000);
+    for (int i = 0; i < 3; i++)
+        cr_assert(!dump_exists(&e, ids[i]), "oldest dump %d pruned", i);
+    cr_assert(dump_exists(&e, ids[3]) && dump_exists(&e, ids[4]), "newest two kept");
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    char *log = slurp(e.log, NULL);
+    cr_assert_not_null(strstr(log, "event=retention_pruned"), "%s", log);
+    free(log);
+    env_cleanup(&e);
+}
+
+Test(collector_daemon, retention_by_age_spares_open_traces)
+{
+    struct env e;
+    static struct dg a, b;
+    char old_id[37], fresh_id[37], open_id[37];
+    env_init(&e);
+    cr_assert_eq(coll_mkdirs(e.traces, 0700), 0);
+    wb_id(BASE, 0x01d01d, 1);
+    coll_uuid_fmt(BASE, old_id);
+    wb_id(BASE, 0xf4e54, 2);
+    coll_uuid_fmt(BASE, fresh_id);
+    write_old_dump(&e, old_id, 2 * 86400);
+    write_old_dump(&e, fresh_id, 0);
+    extra_opts[0] = "--max-age=1d";
+    start(&e, "600000");
+    two_process_trace(&a, &b);
+    coll_uuid_fmt(BASE, open_id);
+    send_dgram(e.sock, a.b.buf, a.len); /* open for 10 minutes */
+    wait_stat(&e, "traces.pending", 1, 5000);
+    write_old_dump(&e, open_id, 2 * 86400); /* as if written early, long ago */
+    wait_stat(&e, "retention.pruned_by_age", 1, 10000);
+    wait_stat(&e, "retention.skipped_open", 1, 10000);
+    cr_assert(!dump_exists(&e, old_id), "old dump pruned");
+    cr_assert(dump_exists(&e, fresh_id), "fresh dump kept");
+    cr_assert(dump_exists(&e, open_id), "the dump of an open trace is never pruned");
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    env_cleanup(&e);
+}
+
+/* ------------------------------------------------------------ peers */
+
+/* Send `buf` as uid/gid 65534 (nobody) from a child; its errno (0: sent)
+ * and pid. */
+static int send_as_nobody(const char *sock, const void *buf, size_t len, pid_t *child)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(100);
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+        ssize_t r = sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa);
+        _exit(r == (ssize_t)len ? 0 : (errno & 0x7f));
+    }
+    int st = wait_exit(pid, 10000);
+    cr_assert(WIFEXITED(st), "child status %x", st);
+    cr_assert_neq(WEXITSTATUS(st), 100, "cannot become uid 65534");
+    if (child)
+        *child = pid;
+    return WEXITSTATUS(st);
+}
+
+Test(collector_daemon, foreign_uids_are_refused_unless_allowed)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root (to send as another uid)");
+    struct env e;
+    static struct dg a, b;
+    env_init(&e);
+    cr_assert_eq(chmod(e.dir, 0711), 0);
+    two_process_trace(&a, &b);
+
+    /* default: the socket is 0600 in a 0700 directory */
+    start(&e, "50");
+    cr_assert_eq(send_as_nobody(e.sock, a.b.buf, a.len, NULL), EACCES);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+
+    /* another uid allowed: the socket opens up, uid 65534 is still refused */
+    extra_opts[0] = "--allow-uid=12345";
+    start(&e, "50");
+    struct stat st;
+    cr_assert_eq(stat(e.sock, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0666, "socket mode %o", st.st_mode & 0777);
+    char sdir[160];
+    snprintf(sdir, sizeof sdir, "%s/run", e.dir);
+    cr_assert_eq(stat(sdir, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0711, "socket dir mode %o", st.st_mode & 0777);
+    cr_assert_eq(send_as_nobody(e.sock, a.b.buf, a.len, NULL), 0);
+    wait_stat(&e, "datagrams.rejected_by_reason.peer_uid", 1, 5000);
+    json_t *j = load_stats(&e);
+    cr_assert_eq(stat_int(j, "datagrams.accepted"), 0);
+    cr_assert_eq(stat_int(j, "peers.uid_rejected"), 1);
+    cr_assert_eq(json_array_size(json_object_get(j, "senders")), 0);
+    json_decref(j);
+    char *log = slurp(e.log, NULL);
+    cr_assert_not_null(strstr(log, "event=reject reason=peer_uid"), "%s", log);
+    cr_assert_not_null(strstr(log, "uid=65534"), "%s", log);
+    free(log);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    char path[256];
+    dump_path(&e, path, sizeof path);
+    cr_assert_neq(access(path, F_OK), 0, "nothing written for a refused sender");
+
+    /* allowed by name: accepted, counted under the kernel's pid */
+    extra_opts[0] = "--allow-uid=12345,nobody";
+    start(&e, "50");
+    pid_t child;
+    cr_assert_eq(send_as_nobody(e.sock, a.b.buf, a.len, &child), 0);
+    struct dg *first[] = {&a};
+    char *want = expected_dump(first, 1);
+    expect_dump(&e, want, 5000);
+    free(want);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    j = load_stats(&e);
+    json_t *s0 = json_array_get(json_object_get(j, "senders"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "pid")), child);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "header_pid")), 100);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "pid_mismatches")), 1);
+    cr_assert_eq(stat_int(j, "datagrams.rejected"), 0);
+    json_decref(j);
+    env_cleanup(&e);
+}
+
+/* ------------------------------------------------------------ ldprof status */
+
+static int run_status(const char *args, char **out)
+{
+    static char path[4096];
+    const char *b = getenv("LDPROF_BUILD");
+    snprintf(path, sizeof path, "%s/collector/ldprof", b && *b ? b : "build");
+    char cmd[8192], tmp[] = "/tmp/ldprof-status.XXXXXX";
+    int fd = mkstemp(tmp);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "'%s' status %s >'%s' 2>&1", path, args, tmp);
+    int st = system(cmd);
+    *out = slurp(tmp, NULL);
+    unlink(tmp);
+    return WEXITSTATUS(st);
+}
+
+Test(collector_daemon, ldprof_status_shows_senders)
+{
+    struct env e;
+    static struct dg a, b;
+    env_init(&e);
+    two_process_trace(&a, &b);
+    start(&e, "50");
+    send_dgram(e.sock, a.b.buf, a.len);
+    send_dgram(e.sock, "garbage", 7);
+    wait_stat(&e, "traces.written", 1, 5000);
+    wait_stat(&e, "datagrams.rejected", 1, 5000);
+    char args[512], *out;
+    snprintf(args, sizeof args, "--socket '%s'", e.sock);
+    cr_assert_eq(run_status(args, &out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "collector: running"), "%s", out);
+    cr_assert_not_null(strstr(out, "2 received, 1 accepted, 1 rejected (short 1)"), "%s", out);
+    char line[128];
+    snprintf(line, sizeof line, "  %8d  %-20s %10d %10d %9d %9d", (int)getpid(), "api", 1, 2, 1,
+             0);
+    cr_assert_not_null(strstr(out, line), "no line '%s' in:\n%s", line, out);
+    free(out);
+
+    snprintf(args, sizeof args, "--socket '%s' --json", e.sock);
+    cr_assert_eq(run_status(args, &out), 0, "%s", out);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert_not_null(j, "%s", out);
+    cr_assert(json_is_true(json_object_get(j, "running")));
+    json_t *s0 = json_array_get(json_object_get(json_object_get(j, "stats"), "senders"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "pid")), getpid());
+    cr_assert_eq(json_integer_value(json_object_get(s0, "spans")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(s0, "rejected")), 1);
+    json_decref(j);
+    free(out);
+
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    snprintf(args, sizeof args, "--socket '%s'", e.sock);
+    cr_assert_eq(run_status(args, &out), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "NOT running"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "--socket '%s/nowhere.sock'", e.dir);
+    cr_assert_eq(run_status(args, &out), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "ldprof: status: no collector: no stats file"), "%s", out);
+    free(out);
+    cr_assert_eq(run_status("--bogus", &out), 2, "%s", out);
+    free(out);
+    env_cleanup(&e);
+}
+
+Test(collector_daemon, limit_options_are_checked)
+{
+    const char *bin = collectord_path();
+    char cmd[4200];
+    static const char *bad[] = {"--max-age 10x", "--max-age -1", "--max-trace-age ''",
+                                "--max-spans-per-trace abc", "--max-open-traces -5",
+                                "--max-traces 1.5", "--allow-uid no-such-user-here",
+                                "--allow-uid ''"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' %s 2>/dev/null", bin, bad[i]);
+        cr_assert_eq(WEXITSTATUS(system(cmd)), 2, "%s", bad[i]);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' --help | grep -q -- --max-spans-per-trace", bin);
+    cr_assert_eq(system(cmd), 0);
 }

@@ -5,7 +5,10 @@
  * (tests/data/collector-osprofiler-reports.json) and on edited copies of
  * them, plus the real binary ($LDPROF_BUILD/collector/ldprof) for the
  * options, their exit codes, and `dot -Tsvg` (skipped when Graphviz's dot
- * is not installed).
+ * is not installed).  Also `--html` (collector/export_html.c: the embedded
+ * data, nothing fetched, hostile names kept as data, 10k spans) and
+ * `trace list --redis` (collector/redis_list.c) against the real Redis of
+ * $LDPROF_TEST_REDIS_URI (db 10).
  */
 #include <criterion/criterion.h>
 #include <ctype.h>
@@ -16,9 +19,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "collector/events.h"
+#include "collector/export_html.h"
 #include "collector/json.h"
+#include "collector/redis_list.h"
+#include "collector/redis_store.h"
 #include "collector/render.h"
+#include "collector/report.h"
+#include "collector/trace.h"
 
 static char tmpdir[64];
 
@@ -728,4 +738,482 @@ Test(collector_export, cli_list_filters)
     cr_assert(strstr(out, "--since") && strstr(out, "--min-duration") && strstr(out, "--name") &&
               strstr(out, "--errors") && strstr(out, "--format"));
     free(out);
+}
+
+/* ------------------------------------------------------------ HTML */
+
+#define HTML_DATA_OPEN "<script type=\"application/json\" id=\"ldprof-data\">"
+
+/* The page for `text`, checked to have exactly one data element; *data gets
+ * the parsed data (new reference), *outside the page without the data
+ * (malloc'd). */
+static char *html_page(const char *text, json_t **data, char **outside)
+{
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_export_html(&b, text, strlen(text)), 0);
+    cr_assert_not_null(b.p);
+    cr_assert_eq(strncmp(b.p, "<!DOCTYPE html>\n", 16), 0);
+    cr_assert(b.len > 8 && strcmp(b.p + b.len - 8, "</html>\n") == 0);
+    cr_assert_eq(count_sub(b.p, HTML_DATA_OPEN), 1);
+    const char *d = strstr(b.p, HTML_DATA_OPEN) + strlen(HTML_DATA_OPEN);
+    const char *e = strstr(d, "</script>");
+    cr_assert_not_null(e);
+    json_error_t je;
+    *data = json_loadb(d, (size_t)(e - d), 0, &je);
+    cr_assert_not_null(*data, "embedded data does not parse: %s", je.text);
+    if (outside) {
+        struct coll_buf o;
+        coll_buf_init(&o);
+        coll_buf_add(&o, b.p, (size_t)(d - b.p));
+        coll_buf_adds(&o, e);
+        *outside = o.p;
+    }
+    return b.p;
+}
+
+static int has_sub_nocase(const char *s, const char *sub)
+{
+    size_t l = strlen(sub);
+    for (; *s; s++)
+        if (strncasecmp(s, sub, l) == 0)
+            return 1;
+    return 0;
+}
+
+Test(collector_export, html_every_span_and_the_stats)
+{
+    for (int t = 0; t < NTRACES; t++) {
+        char *text = dump_text(TRACES[t], NULL);
+        json_t *parents = json_object();
+        size_t n = count_spans(text, parents);
+        json_t *data;
+        char *page = html_page(text, &data, NULL);
+        json_t *spans = json_object_get(data, "spans");
+        cr_assert_eq(json_array_size(spans), n, "%s", TRACES[t]);
+        cr_assert_eq(json_integer_value(json_object_get(data, "span_count")), (json_int_t)n);
+        /* every span id of the dump once, parent indexes earlier and right */
+        json_t *seen = json_object(), *sp;
+        size_t i;
+        json_array_foreach(spans, i, sp) {
+            const char *id = json_string_value(json_object_get(sp, "id"));
+            cr_assert_not_null(id);
+            cr_assert_not_null(json_object_get(parents, id), "%s: unknown id %s", TRACES[t], id);
+            cr_assert_null(json_object_get(seen, id), "%s: %s twice", TRACES[t], id);
+            json_object_set_new(seen, id, json_true());
+            json_int_t p = json_integer_value(json_object_get(sp, "parent"));
+            cr_assert(p < (json_int_t)i);
+            const char *want_parent = json_string_value(json_object_get(parents, id));
+            if (p >= 0)
+                cr_assert_str_eq(json_string_value(json_object_get(json_array_get(spans, p), "id")),
+                                 want_parent);
+            cr_assert(json_integer_value(json_object_get(sp, "start_us")) >= 0);
+            cr_assert(json_integer_value(json_object_get(sp, "dur_us")) >= 0);
+            cr_assert(json_is_object(json_object_get(sp, "start_info")));
+        }
+        cr_assert_eq(json_object_size(seen), n);
+        /* the stats are the report's */
+        json_t *r = json_loads(text, 0, NULL);
+        cr_assert(json_equal(json_object_get(data, "stats"), json_object_get(r, "stats")),
+                  "%s: stats differ", TRACES[t]);
+        json_decref(r);
+        json_decref(seen);
+        json_decref(data);
+        json_decref(parents);
+        free(page);
+        free(text);
+    }
+}
+
+Test(collector_export, html_fetches_nothing)
+{
+    char *text = dump_text("trace_live", NULL);
+    json_t *data;
+    char *outside;
+    char *page = html_page(text, &data, &outside);
+    cr_assert_not_null(strstr(outside, "<meta http-equiv=\"Content-Security-Policy\" "
+                                       "content=\"default-src 'none'; "));
+    const char *banned[] = {"http://", "https://", "src=", "href=", "url(", "@import",
+                            "//", "innerHTML", "outerHTML", "insertAdjacentHTML",
+                            "document.write", "eval(", "fetch(", "XMLHttpRequest"};
+    for (size_t i = 0; i < sizeof banned / sizeof *banned; i++)
+        cr_assert(!has_sub_nocase(outside, banned[i]), "the page has '%s'", banned[i]);
+    /* one page of ASCII: nothing for a charset to misread */
+    for (const unsigned char *p = (const unsigned char *)page; *p; p++)
+        cr_assert(*p < 0x80 && (*p >= 0x20 || *p == '\n'), "byte 0x%02x", *p);
+    cr_assert_eq(json_integer_value(json_object_get(data, "errors")), 2);
+    json_decref(data);
+    free(outside);
+    free(page);
+    free(text);
+}
+
+/* Span names, services and info from traffic are hostile: none may end the
+ * data element, open a comment or an element, or hide a line separator. */
+Test(collector_export, html_hostile_names_stay_data)
+{
+    static const char *const evil[] = {"</script><img src=x onerror=alert(1)>",
+                                       "</SCRIPT >x", "<!--<script>", "]]>&amp;<",
+                                       "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c"};
+    char *text = dump_text("trace_synthetic", NULL);
+    json_t *r = json_loads(text, 0, NULL);
+    free(text);
+    json_t *wsgi = json_array_get(json_object_get(r, "children"), 0);
+    json_t *kids = json_object_get(wsgi, "children");
+    json_t *db = json_object_get(json_array_get(kids, 0), "info");
+    json_object_set_new(json_object_get(wsgi, "info"), "name", json_string(evil[0]));
+    json_object_set_new(db, "service", json_string(evil[1]));
+    json_t *ev = json_object_get(db, "meta.raw_payload.db-start");
+    json_object_set_new(json_object_get(ev, "info"), evil[2], json_string(evil[3]));
+    json_object_set_new(json_object_get(ev, "info"), "sep", json_string(evil[4]));
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_json_dump(&b, r, 2), 0);
+    json_decref(r);
+    json_t *data;
+    char *page = html_page(b.p, &data, NULL);
+    coll_buf_free(&b);
+    /* the only ends of script elements are the page's own two */
+    size_t ends = 0;
+    for (const char *p = page; *p; p++)
+        if (strncasecmp(p, "</script", 8) == 0)
+            ends++;
+    cr_assert_eq(ends, 2);
+    cr_assert(!has_sub_nocase(page, "<img"));
+    cr_assert(!has_sub_nocase(page, "<!--"));
+    cr_assert_null(strstr(page, "\xe2\x80\xa8"));
+    cr_assert_null(strstr(page, "\xe2\x80\xa9"));
+    /* ... and the data still says exactly what the trace said */
+    json_t *spans = json_object_get(data, "spans");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(spans, 0), "name")),
+                     evil[0]);
+    json_t *s1 = json_array_get(spans, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(s1, "service")), evil[1]);
+    json_t *si = json_object_get(s1, "start_info");
+    cr_assert_str_eq(json_string_value(json_object_get(si, evil[2])), evil[3]);
+    cr_assert_str_eq(json_string_value(json_object_get(si, "sep")), evil[4]);
+    json_decref(data);
+    free(page);
+}
+
+Test(collector_export, html_empty_odd_and_errors)
+{
+    /* OSProfiler's report of no events */
+    const char *empty = "{\"info\": {\"name\": \"total\", \"started\": 0, \"finished\": null, "
+                        "\"last_trace_started\": null}, \"children\": [], \"stats\": {}}";
+    json_t *data;
+    char *page = html_page(empty, &data, NULL);
+    cr_assert_eq(json_array_size(json_object_get(data, "spans")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(data, "duration_ms")), 0);
+    cr_assert(json_is_null(json_object_get(data, "start")));
+    json_decref(data);
+    free(page);
+    /* odd_dump: skew, no stop, non-UUID id, null service */
+    char *text = odd_dump();
+    page = html_page(text, &data, NULL);
+    size_t unfinished = 0, i;
+    json_t *sp;
+    json_array_foreach(json_object_get(data, "spans"), i, sp) {
+        cr_assert(json_integer_value(json_object_get(sp, "start_us")) >= 0);
+        unfinished += json_is_true(json_object_get(sp, "unfinished"));
+    }
+    cr_assert_eq(unfinished, 2); /* the driver span was already, rpc is now */
+    json_decref(data);
+    free(page);
+    free(text);
+    /* error spans carry their etype and message */
+    text = dump_text("trace_synthetic", NULL);
+    page = html_page(text, &data, NULL);
+    size_t errs = 0;
+    json_array_foreach(json_object_get(data, "spans"), i, sp) {
+        if (json_object_get(sp, "etype")) {
+            errs++;
+            cr_assert_str_eq(json_string_value(json_object_get(sp, "etype")),
+                             "sqlite3.OperationalError");
+            cr_assert_str_eq(json_string_value(json_object_get(sp, "message")),
+                             "no such table: t");
+        }
+    }
+    cr_assert_eq(errs, 1);
+    cr_assert_eq(json_integer_value(json_object_get(data, "errors")), 1);
+    json_decref(data);
+    free(page);
+    free(text);
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_export_html(&b, "[]", 2), -1);
+    cr_assert_eq(coll_export_html(&b, "nope", 4), -1);
+    coll_buf_free(&b);
+}
+
+/* A report of `n` spans (a wsgi root, the others an 8-ary tree below it),
+ * built from events as the collector builds dumps. */
+static char *big_dump(size_t n, const char *base)
+{
+    json_t *evs = json_array();
+    char (*ids)[40] = calloc(n, sizeof *ids);
+    cr_assert_not_null(ids);
+    for (size_t i = 0; i < n; i++)
+        snprintf(ids[i], sizeof ids[i], "%.8s-0000-4000-8000-%012zx", base, i + 1);
+    for (size_t i = n; i-- > 0;) {
+        const char *parent = i == 0 ? base : ids[(i - 1) / 8];
+        const char *name = i == 0 ? "wsgi" : i % 2 ? "db" : "redis";
+        for (int stop = 1; stop >= 0; stop--) {
+            char nm[32], ts[32];
+            snprintf(nm, sizeof nm, "%s-%s", name, stop ? "stop" : "start");
+            int64_t us = 1767322800000000LL + (int64_t)i * 10 + (stop ? (i ? 5 : (int64_t)n * 10) : 0);
+            coll_ts_fmt_us(us, ts);
+            json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s}, s:n, s:s}", "name", nm,
+                                   "base_id", base, "trace_id", ids[i], "parent_id", parent,
+                                   "timestamp", ts, "info", "host", "h", "project", "service",
+                                   "svc");
+            cr_assert_not_null(ev);
+            json_array_append_new(evs, ev);
+        }
+    }
+    struct coll_report_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    json_t *rep = coll_report_build(evs, &ctx);
+    cr_assert_not_null(rep, "%s", ctx.errstr);
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_report_dump(&b, rep), 0);
+    coll_report_free(rep);
+    json_decref(evs);
+    free(ids);
+    return b.p;
+}
+
+Test(collector_export, html_ten_thousand_spans)
+{
+    const size_t n = 10000;
+    char *text = big_dump(n, "b16b16b1-0000-4000-8000-000000000000");
+    json_t *parents = json_object();
+    cr_assert_eq(count_spans(text, parents), n);
+    json_t *data;
+    char *page = html_page(text, &data, NULL);
+    json_t *spans = json_object_get(data, "spans"), *sp;
+    cr_assert_eq(json_array_size(spans), n);
+    size_t i;
+    json_array_foreach(spans, i, sp)
+        cr_assert_not_null(json_object_get(parents, json_string_value(json_object_get(sp, "id"))));
+    cr_assert_eq(json_integer_value(json_object_get(data, "total_us")), (json_int_t)n * 10);
+    /* the page grows with the data only: a few hundred bytes per span */
+    cr_assert_lt(strlen(page), n * 700);
+    json_decref(data);
+    json_decref(parents);
+    free(page);
+    free(text);
+}
+
+Test(collector_export, cli_show_html)
+{
+    make_dir();
+    char *out;
+    cr_assert_eq(run_ldprof("trace show 6369 --html", &out), 0);
+    cr_assert_eq(strncmp(out, "<!DOCTYPE html>", 15), 0);
+    cr_assert_not_null(strstr(out, "63697250-c951-484f-a7cc-909cb42ac67a"));
+    free(out);
+    cr_assert_eq(run_ldprof("trace show 6369 --html --json", &out), 2);
+    free(out);
+    cr_assert_eq(run_ldprof("trace show 6369 --otlp --html", &out), 2);
+    free(out);
+    cr_assert_eq(run_ldprof("trace show --help", &out), 0);
+    cr_assert_not_null(strstr(out, "--html"));
+    free(out);
+}
+
+/* ------------------------------------------------------------ trace list --redis */
+
+static void redis_uri(char *uri, size_t n, int db)
+{
+    const char *env = getenv("LDPROF_TEST_REDIS_URI");
+    if (!env || !*env) {
+        if (getenv("LDPROF_TEST_ALLOW_SKIP"))
+            cr_skip_test("LDPROF_TEST_REDIS_URI is not set");
+        cr_assert_fail("LDPROF_TEST_REDIS_URI is not set (LDPROF_TEST_ALLOW_SKIP=1 to skip)");
+    }
+    const char *slash = strrchr(env, '/');
+    int hl = slash && slash > env + 8 ? (int)(slash - env) : (int)strlen(env);
+    snprintf(uri, n, "%.*s/%d", hl, env, db);
+}
+
+static redisContext *redis_db(const char *uri)
+{
+    struct coll_redis_uri u;
+    cr_assert_eq(coll_redis_parse_uri(uri, &u), 0);
+    redisContext *c = redisConnect(u.host, u.port);
+    cr_assert(c && !c->err, "connect %s", uri);
+    redisReply *r = redisCommand(c, "SELECT %d", u.db);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    return c;
+}
+
+static void redis_do(redisContext *c, redisReply *r)
+{
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s", r ? r->str : c->errstr);
+    freeReplyObject(r);
+}
+
+/* Store a dump's events under osprofiler_opt:<key> so that LRANGE gives
+ * them in read order (LPUSH the last one first), as OSProfiler would. */
+static void store_dump(redisContext *c, const char *key, const char *text)
+{
+    char e[256];
+    struct coll_trace *t = coll_trace_new("x");
+    cr_assert_gt(coll_trace_load_dump(t, text, strlen(text), e, sizeof e), 0, "%s", e);
+    json_t *evs = coll_trace_events(t);
+    for (size_t i = json_array_size(evs); i-- > 0;) {
+        struct coll_buf b;
+        coll_buf_init(&b);
+        cr_assert_eq(coll_json_dump(&b, json_array_get(evs, i), COLL_JSON_COMPACT), 0);
+        redis_do(c, redisCommand(c, "LPUSH osprofiler_opt:%s %b", key, b.p, b.len));
+        coll_buf_free(&b);
+    }
+    json_decref(evs);
+    coll_trace_free(t);
+}
+
+struct warned {
+    char ids[8][64];
+    int n;
+};
+
+static void on_warn(void *arg, const char *id, const char *why)
+{
+    struct warned *w = arg;
+    cr_log_info("skipped %s: %s", id, why);
+    if (w->n < 8)
+        snprintf(w->ids[w->n++], sizeof w->ids[0], "%s", id);
+}
+
+static const struct coll_summary *row_of(const struct coll_summary *v, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].base_id, id) == 0)
+            return &v[i];
+    return NULL;
+}
+
+/* db 10 of the test Redis: the three reference traces under keys of this
+ * run, a key that is not a list and a list that is not JSON; the listing
+ * (SCAN) finds them, summarises them as the dump files are summarised, and
+ * filters them the same way; foreign keys of the db are left alone. */
+Test(collector_export, redis_list_real_server)
+{
+    char uri[512];
+    redis_uri(uri, sizeof uri, 10);
+    redisContext *c = redis_db(uri);
+    char keys[NTRACES][40], bad1[40], bad2[40];
+    long tag = (long)getpid() * 1000 + (random() % 1000);
+    for (int t = 0; t < NTRACES; t++)
+        snprintf(keys[t], sizeof keys[t], "u%ld-%d", tag, t);
+    snprintf(bad1, sizeof bad1, "u%ld-str", tag);
+    snprintf(bad2, sizeof bad2, "u%ld-nojson", tag);
+    struct coll_summary want[NTRACES];
+    for (int t = 0; t < NTRACES; t++) {
+        char *text = dump_text(TRACES[t], NULL);
+        cr_assert_eq(coll_summary_from_dump(text, strlen(text), &want[t]), 0);
+        redis_do(c, redisCommand(c, "DEL osprofiler_opt:%s", keys[t]));
+        store_dump(c, keys[t], text);
+        free(text);
+    }
+    redis_do(c, redisCommand(c, "SET osprofiler_opt:%s x", bad1));
+    redis_do(c, redisCommand(c, "DEL osprofiler_opt:%s", bad2));
+    redis_do(c, redisCommand(c, "RPUSH osprofiler_opt:%s {nope", bad2));
+    redis_do(c, redisCommand(c, "SET unrelated:%s x", bad1));
+
+    struct coll_list_filter all = {.since_us = INT64_MIN, .min_ms = -1};
+    struct coll_summary *rows;
+    size_t n, skipped;
+    struct warned w = {.n = 0};
+    char e[256];
+    cr_assert_eq(coll_redis_list(uri, &all, &rows, &n, &skipped, on_warn, &w, e, sizeof e), 0,
+                 "%s", e);
+    for (int t = 0; t < NTRACES; t++) {
+        const struct coll_summary *s = row_of(rows, n, keys[t]);
+        cr_assert_not_null(s, "%s not listed", keys[t]);
+        cr_assert_eq(s->start_us, want[t].start_us, "%s", TRACES[t]);
+        cr_assert_eq(s->duration_ms, want[t].duration_ms, "%s", TRACES[t]);
+        cr_assert_str_eq(s->root, want[t].root, "%s", TRACES[t]);
+        cr_assert_eq(s->spans, want[t].spans, "%s", TRACES[t]);
+        cr_assert_eq(s->errors, want[t].errors, "%s", TRACES[t]);
+    }
+    cr_assert_null(row_of(rows, n, bad1));
+    cr_assert_null(row_of(rows, n, bad2));
+    int got1 = 0, got2 = 0;
+    for (int i = 0; i < w.n; i++) {
+        got1 |= strcmp(w.ids[i], bad1) == 0;
+        got2 |= strcmp(w.ids[i], bad2) == 0;
+    }
+    cr_assert(got1 && got2 && skipped >= 2, "bad keys not reported (%zu skipped)", skipped);
+    free(rows);
+
+    /* the filters, as in cli_list_filters: (filter, traces it keeps) */
+    struct {
+        struct coll_list_filter f;
+        int keep[NTRACES]; /* synthetic, live, tiny */
+    } cases[] = {
+        {{.since_us = INT64_MIN, .min_ms = -1, .errors = 1}, {1, 1, 0}},
+        {{.since_us = INT64_MIN, .min_ms = 51}, {0, 0, 0}},
+        {{.since_us = INT64_MIN, .min_ms = -1, .name = "driver"}, {1, 1, 0}},
+        {{.since_us = INT64_MIN, .min_ms = -1, .name = "SELECT"}, {0, 0, 1}},
+        {{.since_us = 1735689600000000LL /* 2025-01-01 */, .min_ms = -1}, {0, 1, 0}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        cr_assert_eq(coll_redis_list(uri, &cases[k].f, &rows, &n, NULL, NULL, NULL, e, sizeof e),
+                     0, "%s", e);
+        for (int t = 0; t < NTRACES; t++)
+            cr_assert_eq(row_of(rows, n, keys[t]) != NULL, cases[k].keep[t],
+                         "case %zu, %s", k, TRACES[t]);
+        free(rows);
+    }
+
+    /* the CLI: same rows, table and json; --dir and --redis exclude each other */
+    char cmd[1024], *out;
+    snprintf(cmd, sizeof cmd, "'%s' trace list --redis '%s' --format json --errors 2>/dev/null",
+             ldprof(), uri);
+    FILE *p = popen(cmd, "r");
+    struct coll_buf ob;
+    coll_buf_init(&ob);
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0)
+        coll_buf_add(&ob, chunk, got);
+    int rc = pclose(p);
+    cr_assert_eq(WEXITSTATUS(rc), 1, "skipped keys: exit status 1"); /* bad1, bad2 */
+    json_t *j = json_loads(ob.p ? ob.p : "", 0, NULL);
+    cr_assert(json_is_array(j), "%s", ob.p);
+    int hits = 0;
+    json_t *o;
+    size_t i;
+    json_array_foreach(j, i, o) {
+        for (int t = 0; t < NTRACES; t++)
+            if (strcmp(json_string_value(json_object_get(o, "base_id")), keys[t]) == 0) {
+                hits++;
+                cr_assert_eq(json_integer_value(json_object_get(o, "spans")),
+                             (json_int_t)want[t].spans);
+            }
+    }
+    cr_assert_eq(hits, 2);
+    json_decref(j);
+    coll_buf_free(&ob);
+    make_dir();
+    snprintf(cmd, sizeof cmd, "trace list --redis '%s'", uri);
+    cr_assert_eq(run_ldprof(cmd, &out), 2);
+    free(out);
+
+    for (int t = 0; t < NTRACES; t++)
+        redis_do(c, redisCommand(c, "DEL osprofiler_opt:%s", keys[t]));
+    redis_do(c, redisCommand(c, "DEL osprofiler_opt:%s osprofiler_opt:%s unrelated:%s", bad1,
+                             bad2, bad1));
+    redisFree(c);
+
+    /* an unreachable server or a bad URI: an error, no rows */
+    cr_assert_eq(coll_redis_list("redis://127.0.0.1:1/0", &all, &rows, &n, NULL, NULL, NULL, e,
+                                 sizeof e),
+                 -1);
+    cr_assert_not_null(strstr(e, "connect"), "%s", e);
+    cr_assert_eq(coll_redis_list("http://x", &all, &rows, &n, NULL, NULL, NULL, e, sizeof e), -1);
 }

@@ -1,0 +1,52 @@
+/*
+ * collector/ingest.h - spans held as their wire records until a trace is
+ * written.
+ *
+ * Turning a span into its two OSProfiler events (events.c, jansson
+ * objects) costs about 20 µs and 5 KB; keeping its wire record costs a
+ * copy of about 200 bytes.  So the daemon keeps, per open trace, the raw
+ * records it received (struct coll_raw, t->raw) and builds the events only
+ * when something needs them: coll_trace_realize() adds every held record to
+ * the trace, in arrival order, exactly as coll_trace_add_span() of its
+ * events would have at arrival, and frees the records.  trace.c realizes a
+ * trace before anything reads or changes its spans (merge, render, adding
+ * an event), so the dumps are byte for byte what they were.
+ *
+ * Records are copied into chunks owned by the trace; the process block of
+ * their datagram (host, service, project) is shared between records (one
+ * copy per distinct block, reference counted).
+ *
+ * Not thread-safe (the daemon has one thread).
+ */
+#ifndef LDPROF_COLLECTOR_INGEST_H
+#define LDPROF_COLLECTOR_INGEST_H
+
+#include <stddef.h>
+
+#include "decode.h"
+
+struct coll_trace;
+struct coll_raw;
+
+/* Once, before the first span is held: `host` is the info.host of events
+ * whose process block has none (the daemon's own hostname: the socket is
+ * local; copied, "" until set), and malloc keeps up to 64 MiB of freed
+ * heap for the next spans (mallopt M_TRIM_THRESHOLD, M_TOP_PAD). */
+void coll_ingest_init(const char *host);
+
+/* Hold span record `sp` of the accepted datagram `d` in t->raw.  Returns 0,
+ * or -1 on allocation failure (nothing held). */
+int coll_raw_add(struct coll_trace *t, const struct coll_dec *d, const struct coll_span *sp);
+
+/* Records held by `t` (not yet in t->n). */
+size_t coll_raw_count(const struct coll_trace *t);
+
+/* Add every held record of `t` to its spans (coll_trace_add_span of the
+ * record's events, in arrival order) and free them.  Returns 0, or -1 when
+ * some record could not be added (allocation failure; the others are). */
+int coll_trace_realize(struct coll_trace *t);
+
+/* Free a record list (NULL is fine). */
+void coll_raw_free(struct coll_raw *r);
+
+#endif

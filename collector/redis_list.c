@@ -1,0 +1,241 @@
+/*
+ * collector/redis_list.c - see redis_list.h.
+ */
+#include "redis_list.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "json.h"
+#include "redis_store.h"
+#include "report.h"
+
+#define LIST_TIMEOUT_MS 5000
+#define SCAN_COUNT 500
+#define SCAN_MAX_CALLS 1000000 /* a bound on the SCAN loop (500M keys) */
+
+static redisContext *list_connect(const struct coll_redis_uri *u, char *err, size_t errlen)
+{
+    struct timeval tv = {LIST_TIMEOUT_MS / 1000, (LIST_TIMEOUT_MS % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(u->host, u->port, tv);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
+        snprintf(err, errlen, "connect %s:%d: %s", u->host, u->port, c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    if (u->db) {
+        redisReply *rep = redisCommand(c, "SELECT %d", u->db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "SELECT %d: %s", u->db, rep ? rep->str : c->errstr);
+            if (rep)
+                freeReplyObject(rep);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(rep);
+    }
+    return c;
+}
+
+struct lister {
+    const struct coll_list_filter *f;
+    struct coll_summary *rows;
+    size_t n, cap, skipped;
+    coll_redis_list_warn warn;
+    void *arg;
+};
+
+static void skip(struct lister *L, const char *id, const char *why)
+{
+    L->skipped++;
+    if (L->warn)
+        L->warn(L->arg, id, why);
+}
+
+/* One trace: its LRANGE reply -> a row (when it passes the filter).
+ * 0, or -1 on allocation failure. */
+static int one_trace(struct lister *L, const char *id, const redisReply *rep)
+{
+    char why[192];
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        skip(L, id, rep->type == REDIS_REPLY_ERROR ? rep->str : "not a list");
+        return 0;
+    }
+    if (rep->elements == 0)
+        return 0; /* removed between SCAN and LRANGE */
+    json_t *evs = json_array();
+    if (!evs)
+        return -1;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        json_error_t je;
+        json_t *ev = e->type == REDIS_REPLY_STRING
+                         ? json_loadb(e->str, e->len, JSON_ALLOW_NUL, &je)
+                         : NULL;
+        if (!ev) {
+            snprintf(why, sizeof why, "event %zu is not JSON", i);
+            skip(L, id, why);
+            json_decref(evs);
+            return 0;
+        }
+        json_array_append_new(evs, ev);
+    }
+    struct coll_report_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    json_t *rep_json = coll_report_build(evs, &ctx);
+    if (!rep_json) {
+        json_decref(evs);
+        if (ctx.err == COLL_REPORT_ENOMEM)
+            return -1;
+        snprintf(why, sizeof why, "not a trace: %s", ctx.errstr);
+        skip(L, id, why);
+        return 0;
+    }
+    struct coll_buf b;
+    coll_buf_init(&b);
+    int rc = coll_report_dump(&b, rep_json);
+    coll_report_free(rep_json);
+    json_decref(evs);
+    if (rc < 0 || b.oom) {
+        coll_buf_free(&b);
+        return -1;
+    }
+    if (L->n == L->cap) {
+        size_t nc = L->cap ? L->cap * 2 : 64;
+        struct coll_summary *nv = realloc(L->rows, nc * sizeof *nv);
+        if (!nv) {
+            coll_buf_free(&b);
+            return -1;
+        }
+        L->rows = nv;
+        L->cap = nc;
+    }
+    struct coll_summary *s = &L->rows[L->n];
+    if (coll_summary_from_dump(b.p, b.len, s) < 0) {
+        skip(L, id, "not a trace");
+    } else if (coll_list_match(b.p, b.len, s, L->f)) {
+        snprintf(s->base_id, sizeof s->base_id, "%s", id);
+        L->n++;
+    }
+    coll_buf_free(&b);
+    return 0;
+}
+
+/* The ids of one SCAN batch not seen before (SCAN may return a key twice),
+ * read with one pipeline of LRANGEs.  0, or -1 with err. */
+static int read_batch(redisContext *c, struct lister *L, json_t *seen, const redisReply *keys,
+                      char *err, size_t errlen)
+{
+    const size_t pl = sizeof COLL_REDIS_KEY_PREFIX - 1;
+    char **ids = calloc(keys->elements ? keys->elements : 1, sizeof *ids);
+    size_t n = 0;
+    int rc = 0;
+    if (!ids) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (k->type != REDIS_REPLY_STRING || k->len <= pl || memchr(k->str, 0, k->len))
+            continue;
+        const char *id = k->str + pl;
+        if (json_object_get(seen, id))
+            continue;
+        json_object_set_new(seen, id, json_true());
+        if (k->len - pl >= sizeof L->rows[0].base_id) {
+            skip(L, id, "id longer than 39 bytes");
+            continue;
+        }
+        if (redisAppendCommand(c, "LRANGE %b 0 -1", k->str, k->len) != REDIS_OK) {
+            snprintf(err, errlen, "LRANGE: %s", c->errstr);
+            rc = -1;
+            break;
+        }
+        ids[n++] = strdup(id);
+    }
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (rc == 0 && (redisGetReply(c, &r) != REDIS_OK || !r)) {
+            snprintf(err, errlen, "LRANGE: %s", c->errstr);
+            rc = -1;
+        }
+        if (rc == 0 && (!ids[i] || one_trace(L, ids[i], r) < 0)) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        }
+        if (r)
+            freeReplyObject(r);
+        free(ids[i]);
+    }
+    free(ids);
+    return rc;
+}
+
+int coll_redis_list(const char *uri, const struct coll_list_filter *f,
+                    struct coll_summary **rows, size_t *nrows, size_t *skipped,
+                    coll_redis_list_warn warn, void *arg, char *err, size_t errlen)
+{
+    struct coll_redis_uri u;
+    *rows = NULL;
+    *nrows = 0;
+    if (skipped)
+        *skipped = 0;
+    if (coll_redis_parse_uri(uri, &u) < 0) {
+        snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
+        return -1;
+    }
+    redisContext *c = list_connect(&u, err, errlen);
+    if (!c)
+        return -1;
+    struct lister L = {.f = f, .warn = warn, .arg = arg};
+    json_t *seen = json_object();
+    char cursor[32] = "0";
+    int rc = seen ? 0 : -1, calls = 0;
+    if (!seen)
+        snprintf(err, errlen, "out of memory");
+    while (rc == 0) {
+        if (++calls > SCAN_MAX_CALLS) {
+            snprintf(err, errlen, "SCAN did not end after %d calls", SCAN_MAX_CALLS);
+            rc = -1;
+            break;
+        }
+        redisReply *r = redisCommand(c, "SCAN %s MATCH " COLL_REDIS_KEY_PREFIX "* COUNT %d",
+                                     cursor, SCAN_COUNT);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            snprintf(err, errlen, "SCAN: %s",
+                     !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            if (r)
+                freeReplyObject(r);
+            rc = -1;
+            break;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        rc = read_batch(c, &L, seen, r->element[1], err, errlen);
+        freeReplyObject(r);
+        if (strcmp(cursor, "0") == 0)
+            break;
+    }
+    json_decref(seen);
+    redisFree(c);
+    if (rc < 0) {
+        free(L.rows);
+        return -1;
+    }
+    *rows = L.rows;
+    *nrows = L.n;
+    if (skipped)
+        *skipped = L.skipped;
+    return 0;
+}
