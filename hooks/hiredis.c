@@ -164,9 +164,44 @@ static inline int hr_need(void **pp)
  * wrappers still hold the depth and keep the pipeline FIFO aligned.) */
 static inline int hr_active(void)
 {
-    return ldprof_recording() && ldprof_tls.depth == 0 &&
+    return ldprof_tls.depth == 0 && ldprof_recording() &&
            __atomic_load_n(&hr_abi, __ATOMIC_RELAXED) > 0;
 }
+
+/*
+ * HR_PASS(sym) - the first test of a non-variadic exported wrapper: the
+ * real pointer is resolved (not NULL, not missing) and the call is not
+ * looked at (!hr_active()).  The wrapper then tail-calls real_<sym>, with
+ * no frame, no errno save; anything else goes to its full path (*_full,
+ * the same code as before the gate, not inlined).
+ */
+#define HR_PASS(sym)                                                                     \
+    __builtin_expect((uintptr_t)__atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE) > \
+                             (uintptr_t)LDPROF_SYM_MISSING &&                            \
+                         !hr_active(),                                                   \
+                     1)
+
+/*
+ * hr_quiet - certainly no span for a call on this thread now (trace_redis
+ * off, or no trace context possible): the wrappers' quiet path then only
+ * holds the depth around the real call, which is all their full path does
+ * in that case (hr_wanted() would be 0), without its lookups and errno
+ * saves.  Appends also need no pipeline entry in use (pipe_push of an
+ * untraced command is then a no-op).
+ */
+static inline int hr_quiet(void)
+{
+    return !ldprof_cfg.trace_redis || !ldprof_ctx_maybe();
+}
+
+/* The real call @expr at depth + 1 (nested hiredis and libc calls pass). */
+#define HR_HELD(expr)                                                                    \
+    ({                                                                                   \
+        ldprof_tls.depth++;                                                              \
+        __typeof__(expr) r_ = (expr);                                                    \
+        ldprof_tls.depth--;                                                              \
+        r_;                                                                              \
+    })
 
 /* ------------------------------------------------------------ command view */
 
@@ -593,7 +628,7 @@ static void pipe_fail_all(redisContext *c, const char *why)
 
 /* ------------------------------------------------------------ blocking */
 
-static void *ldprof_redisvCommand(redisContext *c, const char *fmt, va_list ap)
+static __attribute__((noinline)) void *ldprof_redisvCommand(redisContext *c, const char *fmt, va_list ap)
 {
     struct ldprof_span *s = NULL;
     struct hr_view v;
@@ -616,13 +651,22 @@ static void *ldprof_redisvCommand(redisContext *c, const char *fmt, va_list ap)
     return r;
 }
 
-LDPROF_EXPORT void *redisvCommand(redisContext *c, const char *format, va_list ap)
+static __attribute__((noinline)) void *redisvCommand_full(redisContext *c, const char *format, va_list ap)
 {
     if (!HR_NEED(redisvCommand))
         return NULL;
     if (!hr_active())
         return real_redisvCommand(c, format, ap);
+    if (hr_quiet())
+        return HR_HELD(real_redisvCommand(c, format, ap));
     return ldprof_redisvCommand(c, format, ap);
+}
+
+LDPROF_EXPORT void *redisvCommand(redisContext *c, const char *format, va_list ap)
+{
+    if (HR_PASS(redisvCommand))
+        return real_redisvCommand(c, format, ap);
+    return redisvCommand_full(c, format, ap);
 }
 
 LDPROF_EXPORT void *redisCommand(redisContext *c, const char *format, ...)
@@ -635,13 +679,15 @@ LDPROF_EXPORT void *redisCommand(redisContext *c, const char *format, ...)
     va_start(ap, format);
     if (!hr_active())
         r = real_redisvCommand(c, format, ap);
+    else if (hr_quiet())
+        r = HR_HELD(real_redisvCommand(c, format, ap));
     else
         r = ldprof_redisvCommand(c, format, ap);
     va_end(ap);
     return r;
 }
 
-static void *ldprof_redisCommandArgv(redisContext *c, int argc, const char **argv,
+static __attribute__((noinline)) void *ldprof_redisCommandArgv(redisContext *c, int argc, const char **argv,
                                      const size_t *argvlen)
 {
     struct ldprof_span *s = NULL;
@@ -665,14 +711,24 @@ static void *ldprof_redisCommandArgv(redisContext *c, int argc, const char **arg
     return r;
 }
 
-LDPROF_EXPORT void *redisCommandArgv(redisContext *c, int argc, const char **argv,
+static __attribute__((noinline)) void *redisCommandArgv_full(redisContext *c, int argc, const char **argv,
                                      const size_t *argvlen)
 {
     if (!HR_NEED(redisCommandArgv))
         return NULL;
     if (!hr_active())
         return real_redisCommandArgv(c, argc, argv, argvlen);
+    if (hr_quiet())
+        return HR_HELD(real_redisCommandArgv(c, argc, argv, argvlen));
     return ldprof_redisCommandArgv(c, argc, argv, argvlen);
+}
+
+LDPROF_EXPORT void *redisCommandArgv(redisContext *c, int argc, const char **argv,
+                                     const size_t *argvlen)
+{
+    if (HR_PASS(redisCommandArgv))
+        return real_redisCommandArgv(c, argc, argv, argvlen);
+    return redisCommandArgv_full(c, argc, argv, argvlen);
 }
 
 /* ------------------------------------------------------------ pipelined */
@@ -692,7 +748,7 @@ static int after_append(redisContext *c, struct ldprof_span *s, int rc)
     return rc;
 }
 
-static int ldprof_redisvAppendCommand(redisContext *c, const char *fmt, va_list ap)
+static __attribute__((noinline)) int ldprof_redisvAppendCommand(redisContext *c, const char *fmt, va_list ap)
 {
     struct ldprof_span *s = NULL;
     struct hr_view v;
@@ -709,13 +765,22 @@ static int ldprof_redisvAppendCommand(redisContext *c, const char *fmt, va_list 
     return after_append(c, s, rc);
 }
 
-LDPROF_EXPORT int redisvAppendCommand(redisContext *c, const char *format, va_list ap)
+static __attribute__((noinline)) int redisvAppendCommand_full(redisContext *c, const char *format, va_list ap)
 {
     if (!HR_NEED(redisvAppendCommand))
         return REDIS_ERR;
     if (!hr_active())
         return real_redisvAppendCommand(c, format, ap);
+    if (hr_quiet() && __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0)
+        return HR_HELD(real_redisvAppendCommand(c, format, ap));
     return ldprof_redisvAppendCommand(c, format, ap);
+}
+
+LDPROF_EXPORT int redisvAppendCommand(redisContext *c, const char *format, va_list ap)
+{
+    if (HR_PASS(redisvAppendCommand))
+        return real_redisvAppendCommand(c, format, ap);
+    return redisvAppendCommand_full(c, format, ap);
 }
 
 LDPROF_EXPORT int redisAppendCommand(redisContext *c, const char *format, ...)
@@ -728,13 +793,15 @@ LDPROF_EXPORT int redisAppendCommand(redisContext *c, const char *format, ...)
     va_start(ap, format);
     if (!hr_active())
         r = real_redisvAppendCommand(c, format, ap);
+    else if (hr_quiet() && __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0)
+        r = HR_HELD(real_redisvAppendCommand(c, format, ap));
     else
         r = ldprof_redisvAppendCommand(c, format, ap);
     va_end(ap);
     return r;
 }
 
-static int ldprof_redisAppendCommandArgv(redisContext *c, int argc, const char **argv,
+static __attribute__((noinline)) int ldprof_redisAppendCommandArgv(redisContext *c, int argc, const char **argv,
                                          const size_t *argvlen)
 {
     struct ldprof_span *s = NULL;
@@ -752,17 +819,27 @@ static int ldprof_redisAppendCommandArgv(redisContext *c, int argc, const char *
     return after_append(c, s, rc);
 }
 
-LDPROF_EXPORT int redisAppendCommandArgv(redisContext *c, int argc, const char **argv,
+static __attribute__((noinline)) int redisAppendCommandArgv_full(redisContext *c, int argc, const char **argv,
                                          const size_t *argvlen)
 {
     if (!HR_NEED(redisAppendCommandArgv))
         return REDIS_ERR;
     if (!hr_active())
         return real_redisAppendCommandArgv(c, argc, argv, argvlen);
+    if (hr_quiet() && __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0)
+        return HR_HELD(real_redisAppendCommandArgv(c, argc, argv, argvlen));
     return ldprof_redisAppendCommandArgv(c, argc, argv, argvlen);
 }
 
-static int ldprof_redisGetReply(redisContext *c, void **reply)
+LDPROF_EXPORT int redisAppendCommandArgv(redisContext *c, int argc, const char **argv,
+                                         const size_t *argvlen)
+{
+    if (HR_PASS(redisAppendCommandArgv))
+        return real_redisAppendCommandArgv(c, argc, argv, argvlen);
+    return redisAppendCommandArgv_full(c, argc, argv, argvlen);
+}
+
+static __attribute__((noinline)) int ldprof_redisGetReply(redisContext *c, void **reply)
 {
     int rc, saved;
 
@@ -785,7 +862,7 @@ static int ldprof_redisGetReply(redisContext *c, void **reply)
  * some context has pending pipelined spans (hr_pipes_used > 0).  The reply
  * of an untraced append (a thread without a trace) on a context that has
  * an entry pops its `skip` count, so later replies still match. */
-LDPROF_EXPORT int redisGetReply(redisContext *c, void **reply)
+static __attribute__((noinline)) int redisGetReply_full(redisContext *c, void **reply)
 {
     if (!HR_NEED(redisGetReply))
         return REDIS_ERR;
@@ -794,10 +871,20 @@ LDPROF_EXPORT int redisGetReply(redisContext *c, void **reply)
     return ldprof_redisGetReply(c, reply);
 }
 
+LDPROF_EXPORT int redisGetReply(redisContext *c, void **reply)
+{
+    if (__builtin_expect((uintptr_t)__atomic_load_n((void **)&real_redisGetReply, __ATOMIC_ACQUIRE) >
+                             (uintptr_t)LDPROF_SYM_MISSING &&
+                         (__atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0 || !hr_active()),
+                     1))
+        return real_redisGetReply(c, reply);
+    return redisGetReply_full(c, reply);
+}
+
 /* redisFree: pending pipelined spans of @c end (their replies will never
  * be read) and the entry is given back before the address can be reused.
  * Done at any depth (redisAsyncFree calls redisFree from inside hiredis). */
-LDPROF_EXPORT void redisFree(redisContext *c)
+static __attribute__((noinline)) void redisFree_full(redisContext *c)
 {
     if (!HR_NEED(redisFree))
         return;
@@ -808,6 +895,18 @@ LDPROF_EXPORT void redisFree(redisContext *c)
         errno = saved;
     }
     real_redisFree(c);
+}
+
+LDPROF_EXPORT void redisFree(redisContext *c)
+{
+    if (__builtin_expect((uintptr_t)__atomic_load_n((void **)&real_redisFree, __ATOMIC_ACQUIRE) >
+                             (uintptr_t)LDPROF_SYM_MISSING &&
+                         __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0,
+                     1)) {
+        real_redisFree(c);
+        return;
+    }
+    redisFree_full(c);
 }
 
 /* ------------------------------------------------------------ async */
@@ -917,7 +1016,7 @@ static int async_after(redisAsyncContext *ac, struct hr_async *a, int rc)
     return rc;
 }
 
-static int ldprof_redisvAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
+static __attribute__((noinline)) int ldprof_redisvAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
                                      const char *fmt, va_list ap)
 {
     struct hr_async *a = NULL;
@@ -935,14 +1034,24 @@ static int ldprof_redisvAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn,
     return a ? async_after(ac, a, rc) : rc;
 }
 
-LDPROF_EXPORT int redisvAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
+static __attribute__((noinline)) int redisvAsyncCommand_full(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
                                      const char *format, va_list ap)
 {
     if (!HR_NEED(redisvAsyncCommand))
         return REDIS_ERR;
     if (!hr_active())
         return real_redisvAsyncCommand(ac, fn, privdata, format, ap);
+    if (hr_quiet())
+        return HR_HELD(real_redisvAsyncCommand(ac, fn, privdata, format, ap));
     return ldprof_redisvAsyncCommand(ac, fn, privdata, format, ap);
+}
+
+LDPROF_EXPORT int redisvAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
+                                     const char *format, va_list ap)
+{
+    if (HR_PASS(redisvAsyncCommand))
+        return real_redisvAsyncCommand(ac, fn, privdata, format, ap);
+    return redisvAsyncCommand_full(ac, fn, privdata, format, ap);
 }
 
 LDPROF_EXPORT int redisAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata,
@@ -956,13 +1065,15 @@ LDPROF_EXPORT int redisAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, 
     va_start(ap, format);
     if (!hr_active())
         r = real_redisvAsyncCommand(ac, fn, privdata, format, ap);
+    else if (hr_quiet())
+        r = HR_HELD(real_redisvAsyncCommand(ac, fn, privdata, format, ap));
     else
         r = ldprof_redisvAsyncCommand(ac, fn, privdata, format, ap);
     va_end(ap);
     return r;
 }
 
-static int ldprof_redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
+static __attribute__((noinline)) int ldprof_redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
                                         void *privdata, int argc, const char **argv,
                                         const size_t *argvlen)
 {
@@ -981,7 +1092,7 @@ static int ldprof_redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *
     return a ? async_after(ac, a, rc) : rc;
 }
 
-LDPROF_EXPORT int redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
+static __attribute__((noinline)) int redisAsyncCommandArgv_full(redisAsyncContext *ac, redisCallbackFn *fn,
                                         void *privdata, int argc, const char **argv,
                                         const size_t *argvlen)
 {
@@ -989,5 +1100,16 @@ LDPROF_EXPORT int redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *
         return REDIS_ERR;
     if (!hr_active())
         return real_redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen);
+    if (hr_quiet())
+        return HR_HELD(real_redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen));
     return ldprof_redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen);
+}
+
+LDPROF_EXPORT int redisAsyncCommandArgv(redisAsyncContext *ac, redisCallbackFn *fn,
+                                        void *privdata, int argc, const char **argv,
+                                        const size_t *argvlen)
+{
+    if (HR_PASS(redisAsyncCommandArgv))
+        return real_redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen);
+    return redisAsyncCommandArgv_full(ac, fn, privdata, argc, argv, argvlen);
 }

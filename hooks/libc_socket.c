@@ -4,7 +4,12 @@
  * Every wrapper has the same three layers (style item 2):
  *
  *   exported read()       pass-through test: ldprof off, or an fd we do not
- *                         follow -> one call to real_read, nothing else
+ *                         follow -> one call to real_read, nothing else.
+ *                         For the read/write family the test is the gate
+ *                         of preload/real.h (ldprof_pass_fd: about eight
+ *                         instructions, no frame, a tail call); the rest
+ *                         of the old exported body is read_full() etc.,
+ *                         not inlined, which also passes at depth > 0
  *   static ldprof_read()  the real call, then the bookkeeping (HTTP stream
  *                         state), under the reentrancy guard
  *   real_read             libc's function (preload/real.h)
@@ -458,9 +463,12 @@ static ssize_t ldprof_read(int fd, void *buf, size_t n)
     return r;
 }
 
-LDPROF_EXPORT ssize_t read(int fd, void *buf, size_t n)
+/* read() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t read_full(int fd, void *buf, size_t n)
 {
     LDPROF_REAL_NEED(read, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_read(fd, buf, n);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_read(fd, buf, n);
@@ -471,6 +479,13 @@ LDPROF_EXPORT ssize_t read(int fd, void *buf, size_t n)
     return ldprof_read(fd, buf, n);
 }
 
+LDPROF_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+    if (ldprof_pass_fd(fd))
+        return real_read(fd, buf, n);
+    return read_full(fd, buf, n);
+}
+
 static ssize_t ldprof_read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
     ssize_t r = real___read_chk(fd, buf, n, buflen);
@@ -478,9 +493,12 @@ static ssize_t ldprof_read_chk(int fd, void *buf, size_t n, size_t buflen)
     return r;
 }
 
-LDPROF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+/* __read_chk() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t __read_chk_full(int fd, void *buf, size_t n, size_t buflen)
 {
     LDPROF_REAL_NEED(__read_chk, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real___read_chk(fd, buf, n, buflen);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real___read_chk(fd, buf, n, buflen);
@@ -491,6 +509,13 @@ LDPROF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
     return ldprof_read_chk(fd, buf, n, buflen);
 }
 
+LDPROF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+    if (ldprof_pass_fd(fd))
+        return real___read_chk(fd, buf, n, buflen);
+    return __read_chk_full(fd, buf, n, buflen);
+}
+
 static ssize_t ldprof_readv(int fd, const struct iovec *iov, int iovcnt)
 {
     ssize_t r = real_readv(fd, iov, iovcnt);
@@ -498,9 +523,12 @@ static ssize_t ldprof_readv(int fd, const struct iovec *iov, int iovcnt)
     return r;
 }
 
-LDPROF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+/* readv() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t readv_full(int fd, const struct iovec *iov, int iovcnt)
 {
     LDPROF_REAL_NEED(readv, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_readv(fd, iov, iovcnt);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_readv(fd, iov, iovcnt);
@@ -511,6 +539,13 @@ LDPROF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     return ldprof_readv(fd, iov, iovcnt);
 }
 
+LDPROF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (ldprof_pass_fd(fd))
+        return real_readv(fd, iov, iovcnt);
+    return readv_full(fd, iov, iovcnt);
+}
+
 static ssize_t ldprof_recv(int fd, void *buf, size_t n, int flags)
 {
     ssize_t r = real_recv(fd, buf, n, flags);
@@ -519,9 +554,12 @@ static ssize_t ldprof_recv(int fd, void *buf, size_t n, int flags)
     return r;
 }
 
-LDPROF_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+/* recv() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t recv_full(int fd, void *buf, size_t n, int flags)
 {
     LDPROF_REAL_NEED(recv, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_recv(fd, buf, n, flags);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_recv(fd, buf, n, flags);
@@ -532,6 +570,13 @@ LDPROF_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
     return ldprof_recv(fd, buf, n, flags);
 }
 
+LDPROF_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+    if (ldprof_pass_fd(fd))
+        return real_recv(fd, buf, n, flags);
+    return recv_full(fd, buf, n, flags);
+}
+
 static ssize_t ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
     ssize_t r = real___recv_chk(fd, buf, n, buflen, flags);
@@ -540,9 +585,12 @@ static ssize_t ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int f
     return r;
 }
 
-LDPROF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+/* __recv_chk() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t __recv_chk_full(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
     LDPROF_REAL_NEED(__recv_chk, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real___recv_chk(fd, buf, n, buflen, flags);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real___recv_chk(fd, buf, n, buflen, flags);
@@ -551,6 +599,13 @@ LDPROF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recv_chk(fd, buf, n, buflen, flags));
     return ldprof_recv_chk(fd, buf, n, buflen, flags);
+}
+
+LDPROF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    if (ldprof_pass_fd(fd))
+        return real___recv_chk(fd, buf, n, buflen, flags);
+    return __recv_chk_full(fd, buf, n, buflen, flags);
 }
 
 static ssize_t ldprof_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
@@ -562,10 +617,13 @@ static ssize_t ldprof_recvfrom(int fd, void *buf, size_t n, int flags, struct so
     return r;
 }
 
-LDPROF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+/* recvfrom() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t recvfrom_full(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
                                socklen_t *alen)
 {
     LDPROF_REAL_NEED(recvfrom, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_recvfrom(fd, buf, n, flags, addr, alen);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_recvfrom(fd, buf, n, flags, addr, alen);
@@ -574,6 +632,14 @@ LDPROF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct so
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recvfrom(fd, buf, n, flags, addr, alen));
     return ldprof_recvfrom(fd, buf, n, flags, addr, alen);
+}
+
+LDPROF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                               socklen_t *alen)
+{
+    if (ldprof_pass_fd(fd))
+        return real_recvfrom(fd, buf, n, flags, addr, alen);
+    return recvfrom_full(fd, buf, n, flags, addr, alen);
 }
 
 static ssize_t ldprof_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -585,10 +651,13 @@ static ssize_t ldprof_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, i
     return r;
 }
 
-LDPROF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+/* __recvfrom_chk() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t __recvfrom_chk_full(int fd, void *buf, size_t n, size_t buflen, int flags,
                                      struct sockaddr *addr, socklen_t *alen)
 {
     LDPROF_REAL_NEED(__recvfrom_chk, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
@@ -599,6 +668,14 @@ LDPROF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
     return ldprof_recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
 }
 
+LDPROF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                                     struct sockaddr *addr, socklen_t *alen)
+{
+    if (ldprof_pass_fd(fd))
+        return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+    return __recvfrom_chk_full(fd, buf, n, buflen, flags, addr, alen);
+}
+
 static ssize_t ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
 {
     ssize_t r = real_recvmsg(fd, msg, flags);
@@ -607,9 +684,12 @@ static ssize_t ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
     return r;
 }
 
-LDPROF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+/* recvmsg() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t recvmsg_full(int fd, struct msghdr *msg, int flags)
 {
     LDPROF_REAL_NEED(recvmsg, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_recvmsg(fd, msg, flags);
     if (msg == NULL)
         return real_recvmsg(fd, msg, flags);
     if (!follow(fd)) {
@@ -620,6 +700,13 @@ LDPROF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_RECV, fd, NULL, 0, ldprof_recvmsg(fd, msg, flags));
     return ldprof_recvmsg(fd, msg, flags);
+}
+
+LDPROF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    if (ldprof_pass_fd(fd))
+        return real_recvmsg(fd, msg, flags);
+    return recvmsg_full(fd, msg, flags);
 }
 
 /* ------------------------------------------------------------ writes */
@@ -636,9 +723,12 @@ static ssize_t ldprof_write(int fd, const void *buf, size_t n)
     return r;
 }
 
-LDPROF_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+/* write() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t write_full(int fd, const void *buf, size_t n)
 {
     LDPROF_REAL_NEED(write, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_write(fd, buf, n);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_write(fd, buf, n);
@@ -647,6 +737,13 @@ LDPROF_EXPORT ssize_t write(int fd, const void *buf, size_t n)
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_write(fd, buf, n));
     return ldprof_write(fd, buf, n);
+}
+
+LDPROF_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+    if (ldprof_pass_fd(fd))
+        return real_write(fd, buf, n);
+    return write_full(fd, buf, n);
 }
 
 static ssize_t ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
@@ -660,9 +757,12 @@ static ssize_t ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
     return r;
 }
 
-LDPROF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+/* writev() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t writev_full(int fd, const struct iovec *iov, int iovcnt)
 {
     LDPROF_REAL_NEED(writev, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_writev(fd, iov, iovcnt);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_writev(fd, iov, iovcnt);
@@ -671,6 +771,13 @@ LDPROF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_writev(fd, iov, iovcnt));
     return ldprof_writev(fd, iov, iovcnt);
+}
+
+LDPROF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (ldprof_pass_fd(fd))
+        return real_writev(fd, iov, iovcnt);
+    return writev_full(fd, iov, iovcnt);
 }
 
 static ssize_t ldprof_send(int fd, const void *buf, size_t n, int flags)
@@ -685,9 +792,12 @@ static ssize_t ldprof_send(int fd, const void *buf, size_t n, int flags)
     return r;
 }
 
-LDPROF_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+/* send() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t send_full(int fd, const void *buf, size_t n, int flags)
 {
     LDPROF_REAL_NEED(send, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_send(fd, buf, n, flags);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_send(fd, buf, n, flags);
@@ -696,6 +806,13 @@ LDPROF_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_send(fd, buf, n, flags));
     return ldprof_send(fd, buf, n, flags);
+}
+
+LDPROF_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    if (ldprof_pass_fd(fd))
+        return real_send(fd, buf, n, flags);
+    return send_full(fd, buf, n, flags);
 }
 
 static ssize_t ldprof_sendto(int fd, const void *buf, size_t n, int flags,
@@ -712,10 +829,13 @@ static ssize_t ldprof_sendto(int fd, const void *buf, size_t n, int flags,
     return r;
 }
 
-LDPROF_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+/* sendto() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t sendto_full(int fd, const void *buf, size_t n, int flags,
                              const struct sockaddr *addr, socklen_t alen)
 {
     LDPROF_REAL_NEED(sendto, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_sendto(fd, buf, n, flags, addr, alen);
     if (!follow(fd)) {
         if (__builtin_expect(!ldprof_cfg.trace_socket, 1))
             return real_sendto(fd, buf, n, flags, addr, alen);
@@ -724,6 +844,14 @@ LDPROF_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_SEND, fd, addr, alen, ldprof_sendto(fd, buf, n, flags, addr, alen));
     return ldprof_sendto(fd, buf, n, flags, addr, alen);
+}
+
+LDPROF_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+                             const struct sockaddr *addr, socklen_t alen)
+{
+    if (ldprof_pass_fd(fd))
+        return real_sendto(fd, buf, n, flags, addr, alen);
+    return sendto_full(fd, buf, n, flags, addr, alen);
 }
 
 static ssize_t ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -740,9 +868,12 @@ static ssize_t ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
     return r;
 }
 
-LDPROF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+/* sendmsg() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) ssize_t sendmsg_full(int fd, const struct msghdr *msg, int flags)
 {
     LDPROF_REAL_NEED(sendmsg, -1);
+    if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
+        return real_sendmsg(fd, msg, flags);
     if (msg == NULL)
         return real_sendmsg(fd, msg, flags);
     if (!follow(fd)) {
@@ -753,6 +884,13 @@ LDPROF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     if (ldprof_cfg.trace_socket)
         NET_RETURN(NET_SEND, fd, NULL, 0, ldprof_sendmsg(fd, msg, flags));
     return ldprof_sendmsg(fd, msg, flags);
+}
+
+LDPROF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (ldprof_pass_fd(fd))
+        return real_sendmsg(fd, msg, flags);
+    return sendmsg_full(fd, msg, flags);
 }
 
 static ssize_t ldprof_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)

@@ -164,8 +164,25 @@ static void pq_resolve(void)
 /* Does this call record?  (Cheap: no context lookup yet.) */
 static inline int pq_want(void)
 {
-    return ldprof_recording() && ldprof_cfg.trace_sqlalchemy && ldprof_tls.depth == 0 &&
+    return ldprof_tls.depth == 0 && ldprof_recording() && ldprof_cfg.trace_sqlalchemy &&
            __atomic_load_n(&pq_readers_ok, __ATOMIC_RELAXED);
+}
+
+/* Is real_<sym> resolved (not NULL, not missing)?  One load, one compare. */
+#define PQ_READY(sym)                                                                    \
+    ((uintptr_t)__atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE) >                \
+     (uintptr_t)LDPROF_SYM_MISSING)
+
+/*
+ * pq_quiet - certainly no span for a call on this thread now (no trace
+ * context possible).  A blocking wrapper's full path then only ends a
+ * pending async span of the connection (none while no entry is claimed)
+ * and makes the real call; an async one only holds the depth around it.
+ * The quiet path does exactly that, without the lookups.
+ */
+static inline int pq_quiet(void)
+{
+    return !ldprof_ctx_maybe();
 }
 
 /* ------------------------------------------------------------ pending async spans */
@@ -603,20 +620,19 @@ static void pending_abandon(const PGconn *conn)
     pending_release(p);
 }
 
-/* The real call of a blocking wrapper runs at depth 1. */
+/* The real call of a blocking wrapper runs at depth + 1.  (Changing the
+ * depth does not touch errno: nothing to save around it.) */
 #define PQ_CALL(expr)                                                                    \
     ({                                                                                   \
-        ldprof_enter();                                                                  \
+        ldprof_tls.depth++;                                                              \
         __typeof__(expr) r_ = (expr);                                                    \
-        int e_ = errno;                                                                  \
-        ldprof_leave();                                                                  \
-        errno = e_;                                                                      \
+        ldprof_tls.depth--;                                                              \
         r_;                                                                              \
     })
 
 /* ------------------------------------------------------------ blocking execution */
 
-static PGresult *ldprof_PQexec(PGconn *conn, const char *query)
+static __attribute__((noinline)) PGresult *ldprof_PQexec(PGconn *conn, const char *query)
 {
     struct ldprof_span *s;
     PGresult *r;
@@ -636,15 +652,24 @@ static PGresult *ldprof_PQexec(PGconn *conn, const char *query)
     return r;
 }
 
-LDPROF_EXPORT PGresult *PQexec(PGconn *conn, const char *query)
+/* PQexec() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) PGresult *PQexec_full(PGconn *conn, const char *query)
 {
     PQ_NEED(PQexec, NULL);
-    if (!pq_want())
+    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
         return real_PQexec(conn, query);
     return ldprof_PQexec(conn, query);
 }
 
-static PGresult *ldprof_PQexecParams(PGconn *conn, const char *command, int nParams,
+LDPROF_EXPORT PGresult *PQexec(PGconn *conn, const char *query)
+{
+    if (__builtin_expect(PQ_READY(PQexec) &&
+        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+        return real_PQexec(conn, query);
+    return PQexec_full(conn, query);
+}
+
+static __attribute__((noinline)) PGresult *ldprof_PQexecParams(PGconn *conn, const char *command, int nParams,
                                      const Oid *paramTypes, const char *const *paramValues,
                                      const int *paramLengths, const int *paramFormats,
                                      int resultFormat)
@@ -669,20 +694,32 @@ static PGresult *ldprof_PQexecParams(PGconn *conn, const char *command, int nPar
     return r;
 }
 
-LDPROF_EXPORT PGresult *PQexecParams(PGconn *conn, const char *command, int nParams,
+/* PQexecParams() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) PGresult *PQexecParams_full(PGconn *conn, const char *command, int nParams,
                                      const Oid *paramTypes, const char *const *paramValues,
                                      const int *paramLengths, const int *paramFormats,
                                      int resultFormat)
 {
     PQ_NEED(PQexecParams, NULL);
-    if (!pq_want())
+    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
         return real_PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths,
                                  paramFormats, resultFormat);
     return ldprof_PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths,
                                paramFormats, resultFormat);
 }
 
-static PGresult *ldprof_PQprepare(PGconn *conn, const char *stmtName, const char *query,
+LDPROF_EXPORT PGresult *PQexecParams(PGconn *conn, const char *command, int nParams,
+                                     const Oid *paramTypes, const char *const *paramValues,
+                                     const int *paramLengths, const int *paramFormats,
+                                     int resultFormat)
+{
+    if (__builtin_expect(PQ_READY(PQexecParams) &&
+        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+        return real_PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
+    return PQexecParams_full(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
+}
+
+static __attribute__((noinline)) PGresult *ldprof_PQprepare(PGconn *conn, const char *stmtName, const char *query,
                                   int nParams, const Oid *paramTypes)
 {
     struct ldprof_span *s;
@@ -710,7 +747,8 @@ static PGresult *ldprof_PQprepare(PGconn *conn, const char *stmtName, const char
     return r;
 }
 
-LDPROF_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *query,
+/* PQprepare() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) PGresult *PQprepare_full(PGconn *conn, const char *stmtName, const char *query,
                                   int nParams, const Oid *paramTypes)
 {
     PQ_NEED(PQprepare, NULL);
@@ -719,7 +757,15 @@ LDPROF_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char
     return ldprof_PQprepare(conn, stmtName, query, nParams, paramTypes);
 }
 
-static PGresult *ldprof_PQexecPrepared(PGconn *conn, const char *stmtName, int nParams,
+LDPROF_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *query,
+                                  int nParams, const Oid *paramTypes)
+{
+    if (__builtin_expect(PQ_READY(PQprepare) && !pq_want(), 1))
+        return real_PQprepare(conn, stmtName, query, nParams, paramTypes);
+    return PQprepare_full(conn, stmtName, query, nParams, paramTypes);
+}
+
+static __attribute__((noinline)) PGresult *ldprof_PQexecPrepared(PGconn *conn, const char *stmtName, int nParams,
                                        const char *const *paramValues, const int *paramLengths,
                                        const int *paramFormats, int resultFormat)
 {
@@ -743,19 +789,30 @@ static PGresult *ldprof_PQexecPrepared(PGconn *conn, const char *stmtName, int n
     return r;
 }
 
-LDPROF_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int nParams,
+/* PQexecPrepared() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) PGresult *PQexecPrepared_full(PGconn *conn, const char *stmtName, int nParams,
                                        const char *const *paramValues, const int *paramLengths,
                                        const int *paramFormats, int resultFormat)
 {
     PQ_NEED(PQexecPrepared, NULL);
-    if (!pq_want())
+    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
         return real_PQexecPrepared(conn, stmtName, nParams, paramValues, paramLengths,
                                    paramFormats, resultFormat);
     return ldprof_PQexecPrepared(conn, stmtName, nParams, paramValues, paramLengths,
                                  paramFormats, resultFormat);
 }
 
-static PGresult *ldprof_PQdescribePrepared(PGconn *conn, const char *stmt)
+LDPROF_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int nParams,
+                                       const char *const *paramValues, const int *paramLengths,
+                                       const int *paramFormats, int resultFormat)
+{
+    if (__builtin_expect(PQ_READY(PQexecPrepared) &&
+        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+        return real_PQexecPrepared(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
+    return PQexecPrepared_full(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
+}
+
+static __attribute__((noinline)) PGresult *ldprof_PQdescribePrepared(PGconn *conn, const char *stmt)
 {
     struct ldprof_span *s;
     PGresult *r;
@@ -774,12 +831,21 @@ static PGresult *ldprof_PQdescribePrepared(PGconn *conn, const char *stmt)
     return r;
 }
 
-LDPROF_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
+/* PQdescribePrepared() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) PGresult *PQdescribePrepared_full(PGconn *conn, const char *stmt)
 {
     PQ_NEED(PQdescribePrepared, NULL);
-    if (!pq_want())
+    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
         return real_PQdescribePrepared(conn, stmt);
     return ldprof_PQdescribePrepared(conn, stmt);
+}
+
+LDPROF_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
+{
+    if (__builtin_expect(PQ_READY(PQdescribePrepared) &&
+        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+        return real_PQdescribePrepared(conn, stmt);
+    return PQdescribePrepared_full(conn, stmt);
 }
 
 /* ------------------------------------------------------------ async */
@@ -832,7 +898,7 @@ static int async_sent(struct pq_pending *p, PGconn *conn, int ok)
     return ok;
 }
 
-static int ldprof_PQsendQuery(PGconn *conn, const char *query)
+static __attribute__((noinline)) int ldprof_PQsendQuery(PGconn *conn, const char *query)
 {
     struct pq_pending *p = async_begin(conn, "query");
 
@@ -843,15 +909,25 @@ static int ldprof_PQsendQuery(PGconn *conn, const char *query)
     return async_sent(p, conn, PQ_CALL(real_PQsendQuery(conn, query)));
 }
 
-LDPROF_EXPORT int PQsendQuery(PGconn *conn, const char *query)
+/* PQsendQuery() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) int PQsendQuery_full(PGconn *conn, const char *query)
 {
     PQ_NEED(PQsendQuery, 0);
     if (!pq_want())
         return real_PQsendQuery(conn, query);
+    if (pq_quiet())
+        return PQ_CALL(real_PQsendQuery(conn, query));
     return ldprof_PQsendQuery(conn, query);
 }
 
-static int ldprof_PQsendQueryParams(PGconn *conn, const char *command, int nParams,
+LDPROF_EXPORT int PQsendQuery(PGconn *conn, const char *query)
+{
+    if (__builtin_expect(PQ_READY(PQsendQuery) && !pq_want(), 1))
+        return real_PQsendQuery(conn, query);
+    return PQsendQuery_full(conn, query);
+}
+
+static __attribute__((noinline)) int ldprof_PQsendQueryParams(PGconn *conn, const char *command, int nParams,
                                     const Oid *paramTypes, const char *const *paramValues,
                                     const int *paramLengths, const int *paramFormats,
                                     int resultFormat)
@@ -868,7 +944,8 @@ static int ldprof_PQsendQueryParams(PGconn *conn, const char *command, int nPara
                                                      resultFormat)));
 }
 
-LDPROF_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nParams,
+/* PQsendQueryParams() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) int PQsendQueryParams_full(PGconn *conn, const char *command, int nParams,
                                     const Oid *paramTypes, const char *const *paramValues,
                                     const int *paramLengths, const int *paramFormats,
                                     int resultFormat)
@@ -877,11 +954,24 @@ LDPROF_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
     if (!pq_want())
         return real_PQsendQueryParams(conn, command, nParams, paramTypes, paramValues,
                                       paramLengths, paramFormats, resultFormat);
+    if (pq_quiet())
+        return PQ_CALL(real_PQsendQueryParams(conn, command, nParams, paramTypes, paramValues,
+                                              paramLengths, paramFormats, resultFormat));
     return ldprof_PQsendQueryParams(conn, command, nParams, paramTypes, paramValues,
                                     paramLengths, paramFormats, resultFormat);
 }
 
-static int ldprof_PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
+LDPROF_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nParams,
+                                    const Oid *paramTypes, const char *const *paramValues,
+                                    const int *paramLengths, const int *paramFormats,
+                                    int resultFormat)
+{
+    if (__builtin_expect(PQ_READY(PQsendQueryParams) && !pq_want(), 1))
+        return real_PQsendQueryParams(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
+    return PQsendQueryParams_full(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
+}
+
+static __attribute__((noinline)) int ldprof_PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
                                 int nParams, const Oid *paramTypes)
 {
     struct pq_pending *p = async_begin(conn, "prepare");
@@ -901,7 +991,8 @@ static int ldprof_PQsendPrepare(PGconn *conn, const char *stmtName, const char *
     return async_sent(p, conn, ok);
 }
 
-LDPROF_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
+/* PQsendPrepare() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) int PQsendPrepare_full(PGconn *conn, const char *stmtName, const char *query,
                                 int nParams, const Oid *paramTypes)
 {
     PQ_NEED(PQsendPrepare, 0);
@@ -910,7 +1001,15 @@ LDPROF_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *
     return ldprof_PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
 }
 
-static int ldprof_PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams,
+LDPROF_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query,
+                                int nParams, const Oid *paramTypes)
+{
+    if (__builtin_expect(PQ_READY(PQsendPrepare) && !pq_want(), 1))
+        return real_PQsendPrepare(conn, stmtName, query, nParams, paramTypes);
+    return PQsendPrepare_full(conn, stmtName, query, nParams, paramTypes);
+}
+
+static __attribute__((noinline)) int ldprof_PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams,
                                       const char *const *paramValues, const int *paramLengths,
                                       const int *paramFormats, int resultFormat)
 {
@@ -926,7 +1025,8 @@ static int ldprof_PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
                                                        resultFormat)));
 }
 
-LDPROF_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams,
+/* PQsendQueryPrepared() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) int PQsendQueryPrepared_full(PGconn *conn, const char *stmtName, int nParams,
                                       const char *const *paramValues, const int *paramLengths,
                                       const int *paramFormats, int resultFormat)
 {
@@ -934,8 +1034,20 @@ LDPROF_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
     if (!pq_want())
         return real_PQsendQueryPrepared(conn, stmtName, nParams, paramValues, paramLengths,
                                         paramFormats, resultFormat);
+    if (pq_quiet())
+        return PQ_CALL(real_PQsendQueryPrepared(conn, stmtName, nParams, paramValues,
+                                                paramLengths, paramFormats, resultFormat));
     return ldprof_PQsendQueryPrepared(conn, stmtName, nParams, paramValues, paramLengths,
                                       paramFormats, resultFormat);
+}
+
+LDPROF_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams,
+                                      const char *const *paramValues, const int *paramLengths,
+                                      const int *paramFormats, int resultFormat)
+{
+    if (__builtin_expect(PQ_READY(PQsendQueryPrepared) && !pq_want(), 1))
+        return real_PQsendQueryPrepared(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
+    return PQsendQueryPrepared_full(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
 }
 
 /*
@@ -944,7 +1056,7 @@ LDPROF_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
  * PGRES_FATAL_ERROR, the error; the NULL that ends the command ends the
  * span with db.status of the last result and db.rows.
  */
-static PGresult *ldprof_PQgetResult(PGconn *conn, struct pq_pending *p)
+static __attribute__((noinline)) PGresult *ldprof_PQgetResult(PGconn *conn, struct pq_pending *p)
 {
     PGresult *r = PQ_CALL(real_PQgetResult(conn));
     int saved = errno;
@@ -978,7 +1090,8 @@ static PGresult *ldprof_PQgetResult(PGconn *conn, struct pq_pending *p)
     return r;
 }
 
-LDPROF_EXPORT PGresult *PQgetResult(PGconn *conn)
+/* PQgetResult() when the gate did not let it through: the full path. */
+static __attribute__((noinline)) PGresult *PQgetResult_full(PGconn *conn)
 {
     struct pq_pending *p;
 
@@ -987,6 +1100,14 @@ LDPROF_EXPORT PGresult *PQgetResult(PGconn *conn)
         (p = pending_find(conn)) == NULL || p->s == NULL || p->connect)
         return real_PQgetResult(conn);
     return ldprof_PQgetResult(conn, p);
+}
+
+LDPROF_EXPORT PGresult *PQgetResult(PGconn *conn)
+{
+    if (__builtin_expect(PQ_READY(PQgetResult) &&
+        (__atomic_load_n(&npending, __ATOMIC_RELAXED) == 0 || !pq_want() || conn == NULL), 1))
+        return real_PQgetResult(conn);
+    return PQgetResult_full(conn);
 }
 
 /* ------------------------------------------------------------ connect, finish */
@@ -1143,7 +1264,7 @@ LDPROF_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
     return nbconnect_polled(p, conn, PQ_CALL(real_PQconnectPoll(conn)));
 }
 
-static int ldprof_PQresetStart(PGconn *conn)
+static __attribute__((noinline)) int ldprof_PQresetStart(PGconn *conn)
 {
     struct pq_pending *p;
     int ok, saved;

@@ -54,7 +54,7 @@ struct ldprof_config {
     int warnings;     /* warnings issued while loading (tests) */
 };
 
-extern struct ldprof_config ldprof_cfg;
+extern struct ldprof_config ldprof_cfg __attribute__((visibility("hidden")));
 
 /* A getenv-like function (secure_getenv in the preload, a table in tests). */
 typedef const char *(*ldprof_getenv_fn)(const char *name);

@@ -52,8 +52,8 @@ enum ldprof_fd_kind {
 int ldprof_http_init(void);
 
 /* The table size (fds at or above it are never followed). */
-extern int ldprof_http_nfds;
-extern uint8_t *ldprof_http_kinds; /* kind per fd, the one byte wrappers test */
+extern int ldprof_http_nfds __attribute__((visibility("hidden")));
+extern uint8_t *ldprof_http_kinds __attribute__((visibility("hidden"))); /* kind per fd, the one byte wrappers test */
 
 /* ldprof_http_tracked - is @fd followed?  One bounds check and one load. */
 static inline int ldprof_http_tracked(int fd)

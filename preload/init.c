@@ -130,6 +130,7 @@ void ldprof_init(void)
         ldprof_config_dump(STDERR_FILENO);
     if (!ldprof_cfg.enabled) {
         pr_info("disabled (enabled = false): every call passes through");
+        ldprof_pass_setup(0, 0, 0, NULL);
         goto out;
     }
     find_self();
@@ -138,7 +139,9 @@ void ldprof_init(void)
         pr_warn("hmac_keys is empty: no request can be traced");
     if (ldprof_span_pool_init() != 0 || ldprof_buf_init() != 0)
         goto out;
-    ldprof_http_init();
+    if (ldprof_http_init() == 0)
+        ldprof_pass_setup(1, ldprof_cfg.trace_socket, (unsigned)ldprof_http_nfds,
+                          ldprof_http_kinds);
     ldprof_xport_init();
     if (ldprof_cfg.profile[0] != '\0')
         start_profile();

@@ -10,7 +10,7 @@
  * the wrapper is a pure pass-through (one branch).  Before our constructor
  * has run (another library's constructor calling us) it is 0 too.
  */
-extern int ldprof_on;
+extern int ldprof_on __attribute__((visibility("hidden")));
 
 static inline int ldprof_recording(void)
 {

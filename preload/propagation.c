@@ -289,6 +289,27 @@ static void hmac_key_setup(enum ldprof_impl impl, struct ldprof_hmac_key *k,
     __asm__ __volatile__("" : : "r"(kb), "r"(pad) : "memory"); /* keep the wipes */
 }
 
+/*
+ * Per-thread memo of one keyed inner state after a message's first
+ * 64-byte block.  An X-Trace-Info text's first 64 characters encode
+ * '{"base_id": "' and 35 characters of the base id: the same for every
+ * header of one trace (the verify of each of its requests, the sign of
+ * each outbound call made for it), so the second and later HMACs of a
+ * trace on a thread skip one of their 4 SHA-1 blocks.  The entry is valid
+ * only for the exact key state and the exact 64 bytes (both compared), so
+ * the result is always the one computed from scratch.  Initial-exec TLS,
+ * written only here; verify and sign run under the preload's reentrancy
+ * guard, so a signal handler never interleaves with an update.
+ */
+struct hmac_memo {
+    uint32_t key_inner[5]; /* the key's precomputed inner state (identity) */
+    uint32_t st[5];        /* that state after block[] */
+    uint8_t block[64];
+    int valid;
+};
+
+static __thread struct hmac_memo tls_memo __attribute__((tls_model("initial-exec")));
+
 /* HMAC-SHA1 from the precomputed states: 1 + ceil((len + 9) / 64) blocks. */
 static void hmac_run(enum ldprof_impl impl, const struct ldprof_hmac_key *k,
                      const uint8_t *msg, size_t len, uint8_t mac[20])
@@ -296,8 +317,25 @@ static void hmac_run(enum ldprof_impl impl, const struct ldprof_hmac_key *k,
     uint32_t st[5];
     uint8_t inner[20];
 
-    memcpy(st, k->inner, sizeof st);
-    sha1_finish(impl, st, 64, msg, len, inner);
+    if (len >= 128) { /* at least one block besides the last */
+        struct hmac_memo *m = &tls_memo;
+
+        if (m->valid && memcmp(m->key_inner, k->inner, sizeof m->key_inner) == 0 &&
+            memcmp(m->block, msg, 64) == 0) {
+            memcpy(st, m->st, sizeof st);
+        } else {
+            memcpy(st, k->inner, sizeof st);
+            sha1_blocks(impl, st, msg, 1);
+            memcpy(m->key_inner, k->inner, sizeof m->key_inner);
+            memcpy(m->block, msg, 64);
+            memcpy(m->st, st, sizeof st);
+            m->valid = 1;
+        }
+        sha1_finish(impl, st, 128, msg + 64, len - 64, inner);
+    } else {
+        memcpy(st, k->inner, sizeof st);
+        sha1_finish(impl, st, 64, msg, len, inner);
+    }
     memcpy(st, k->outer, sizeof st);
     sha1_finish(impl, st, 64, inner, sizeof inner, mac);
 }
@@ -1593,12 +1631,16 @@ void ldprof_uuid_new(uint8_t id[16])
         prng_seed(g);
     a = prng_next(g);
     b = prng_next(g);
-    for (int i = 0; i < 8; i++) {
-        id[i] = (uint8_t)(a >> (56 - 8 * i));
-        id[8 + i] = (uint8_t)(b >> (56 - 8 * i));
-    }
-    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
-    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    /* Big-endian a then b; the version nibble is byte 6 (bits 15..8 of a),
+     * the variant bits byte 8 (the top of b). */
+    a = (a & ~0xf000ull) | 0x4000ull;                                /* version 4 */
+    b = (b & ~(0xc0ull << 56)) | (0x80ull << 56);                   /* RFC 4122 variant */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    a = __builtin_bswap64(a);
+    b = __builtin_bswap64(b);
+#endif
+    memcpy(id, &a, 8);
+    memcpy(id + 8, &b, 8);
 }
 
 void ldprof_uuid_fork_child(void)

@@ -48,6 +48,28 @@ void ldprof_real_init(void)
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 }
 
+struct ldprof_pass ldprof_pass;
+
+void ldprof_pass_setup(int enabled, int trace_socket, unsigned nfds, const uint8_t *kinds)
+{
+    /* The read/write family: the wrappers that test the gate. */
+    void *hot[] = {(void *)real_read,       (void *)real_readv,     (void *)real_recv,
+                   (void *)real_recvfrom,   (void *)real_recvmsg,   (void *)real___read_chk,
+                   (void *)real___recv_chk, (void *)real___recvfrom_chk, (void *)real_write,
+                   (void *)real_writev,     (void *)real_send,      (void *)real_sendto,
+                   (void *)real_sendmsg};
+
+    for (size_t i = 0; i < sizeof(hot) / sizeof(hot[0]); i++)
+        if (hot[i] == NULL || hot[i] == LDPROF_SYM_MISSING)
+            return; /* the full path reports ENOSYS */
+    if (enabled && (trace_socket || kinds == NULL))
+        return;
+    static const uint8_t none[1];
+
+    ldprof_pass.nfds = enabled ? nfds : 0;
+    __atomic_store_n(&ldprof_pass.kinds, enabled ? kinds : none, __ATOMIC_RELEASE);
+}
+
 void ldprof_sym_missing_log(const char *name)
 {
     /* Log each missing name once; a handful of slots is plenty (a libc

@@ -25,11 +25,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "tls.h"
 
 /* glibc's fortified entry points (what read()/recv() become with
  * -D_FORTIFY_SOURCE when the buffer size is known, as in every Debian
@@ -49,7 +52,7 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
     X(close) X(close_range) X(closefrom) X(dup) X(dup2) X(dup3)                          \
     X(execve) X(execvpe) X(posix_spawn) X(posix_spawnp)
 
-#define LDPROF_REAL_DECL(sym) extern __typeof__(sym) *real_##sym;
+#define LDPROF_REAL_DECL(sym) extern __typeof__(sym) *real_##sym __attribute__((visibility("hidden")));
 LDPROF_LIBC_SYMBOLS(LDPROF_REAL_DECL)
 #undef LDPROF_REAL_DECL
 
@@ -120,6 +123,43 @@ static inline int ldprof_sym_ready(void **pp, void (*resolve)(void))
 /* The libc wrappers' gates (closefrom is the void one). */
 #define LDPROF_REAL_NEED(sym, failret) LDPROF_SYM_NEED(sym, ldprof_real_init, failret)
 #define LDPROF_REAL_NEED_VOID(sym) LDPROF_SYM_NEED_VOID(sym, ldprof_real_init)
+
+/*
+ * The pass-through gate of the read/write wrappers (hooks/libc_socket.c):
+ * their first test, a few loads and branches before anything else.
+ *
+ *   kinds  NULL: the gate is closed (every call takes the full path, as
+ *          before the constructor).  Set by the constructor once every
+ *          read/write symbol is resolved (none missing) and, when ldprof
+ *          is enabled, trace_socket is off: preload/http.c's per-fd table
+ *          (0 = LDPROF_FD_NONE, not followed), or a dummy when disabled.
+ *   nfds   fd numbers below it are looked up in @kinds (an fd that is not
+ *          followed passes); 0 when ldprof is disabled: every fd passes.
+ *
+ * A followed fd also passes at reentrancy depth > 0 (inside ldprof or a
+ * driver call, where the full path records nothing either).
+ *
+ * ldprof_pass_fd(fd) true means: the wrapper's full path would call the
+ * real function and do nothing else, so it may call real_* directly.  Set
+ * once by the constructor (before ldprof_on), read-only afterwards.
+ */
+struct ldprof_pass {
+    const uint8_t *kinds;
+    unsigned nfds;
+};
+extern struct ldprof_pass ldprof_pass __attribute__((visibility("hidden")));
+
+static inline int ldprof_pass_fd(int fd)
+{
+    const uint8_t *k = ldprof_pass.kinds;
+
+    return __builtin_expect(k != NULL, 1) &&
+           ((unsigned)fd >= ldprof_pass.nfds || k[(unsigned)fd] == 0 || ldprof_tls.depth != 0);
+}
+
+/* ldprof_pass_setup - open the gate (constructor, after ldprof_real_init
+ * and, when @enabled, after the fd table exists). */
+void ldprof_pass_setup(int enabled, int trace_socket, unsigned nfds, const uint8_t *kinds);
 
 /*
  * Internal unwrapped I/O for the preload core.  They go to real_* when it

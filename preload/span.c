@@ -32,7 +32,7 @@ static struct ldprof_keyring profile_kr;
 /* Client profile trace: a permanently open pseudo-span that is the root of
  * every thread's default context.  Never recorded. */
 static struct ldprof_span profile_root;
-static int profile_on;
+int ldprof_profile_on;
 
 uint64_t ldprof_now_ns(void)
 {
@@ -88,7 +88,9 @@ static void slot_free(struct ldprof_span *s)
 {
     size_t idx = (size_t)(s - pool);
 
-    __atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
+    /* Only the thread that moved the span to CLOSING gets here: a plain
+     * (atomic) store of gen + 1, no read-modify-write. */
+    __atomic_store_n(&s->gen, __atomic_load_n(&s->gen, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&s->state, LDPROF_SPAN_FREE, __ATOMIC_RELEASE);
     __atomic_and_fetch(&pool_bits[idx / 64], ~(1ull << (idx % 64)), __ATOMIC_RELEASE);
 }
@@ -123,6 +125,32 @@ struct ldprof_span *ldprof_span_open(int kind, const uint8_t base_id[16],
     return s;
 }
 
+/* memcpy for the short keys and values of info fields: one or two
+ * overlapping loads and stores up to 16 bytes, no call. */
+static inline void copy_short(uint8_t *dst, const void *src, size_t n)
+{
+    const uint8_t *s = src;
+
+    if (n > 16) {
+        memcpy(dst, s, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = s[i];
+    }
+}
+
 int ldprof_tlv_put(uint8_t *dst, size_t cap, uint8_t type, const char *key, size_t klen,
                    const void *val, size_t vlen)
 {
@@ -135,9 +163,8 @@ int ldprof_tlv_put(uint8_t *dst, size_t cap, uint8_t type, const char *key, size
     t.klen = (uint8_t)klen;
     t.vlen = (uint16_t)vlen;
     memcpy(dst, &t, sizeof(t));
-    memcpy(dst + sizeof(t), key, klen);
-    if (vlen)
-        memcpy(dst + sizeof(t) + klen, val, vlen);
+    copy_short(dst + sizeof(t), key, klen);
+    copy_short(dst + sizeof(t) + klen, val, vlen);
     return (int)need;
 }
 
@@ -153,6 +180,20 @@ int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *k
     if (when == LDPROF_FIELD_STOP)
         type |= LDPROF_TLV_STOP;
     room = LDPROF_WIRE_MAX_INFO - s->info_len;
+    if (__builtin_expect(klen - 1 < 255 && vlen <= room && 4 + klen + vlen <= room, 1)) {
+        /* The common case, what ldprof_tlv_put does when the field fits,
+         * written in place: no call, no re-checks. */
+        struct ldprof_wire_tlv t = {type, (uint8_t)klen, (uint16_t)vlen};
+        uint8_t *d = s->info + s->info_len;
+
+        _Static_assert(LDPROF_WIRE_MAX_INFO <= 65535, "vlen fits the TLV");
+        _Static_assert(sizeof(t) == 4, "TLV head is 4 bytes");
+        memcpy(d, &t, sizeof(t));
+        copy_short(d + sizeof(t), key, klen);
+        copy_short(d + sizeof(t) + klen, val, vlen);
+        s->info_len = (uint16_t)(s->info_len + sizeof(t) + klen + vlen);
+        return 0;
+    }
     n = ldprof_tlv_put(s->info + s->info_len, room, type, key, klen, val, vlen);
     if (n < 0 && (type & ~LDPROF_TLV_STOP) == LDPROF_TLV_STR && klen <= 255 &&
         room > sizeof(struct ldprof_wire_tlv) + klen + 8) {
@@ -253,7 +294,7 @@ struct ldprof_ctx *ldprof_ctx_current(void)
 
     if (ctx_valid(c))
         return c;
-    if (profile_on) {
+    if (ldprof_profile_on) {
         c->root = &profile_root;
         c->root_gen = profile_root.gen;
         c->key_idx = LDPROF_KEY_PROFILE;
@@ -322,7 +363,7 @@ int ldprof_profile_start(const char *key)
     profile_root.state = LDPROF_SPAN_OPEN;
     profile_root.gen = 1;
     profile_root.key_idx = LDPROF_KEY_PROFILE;
-    profile_on = 1;
+    ldprof_profile_on = 1;
     return 0;
 }
 
@@ -330,7 +371,7 @@ int ldprof_profile_inherit(const char *id)
 {
     uint8_t base[16];
 
-    if (!profile_on || ldprof_uuid_parse(id, strlen(id), base) != 0)
+    if (!ldprof_profile_on || ldprof_uuid_parse(id, strlen(id), base) != 0)
         return -1;
     memcpy(profile_root.w.base_id, base, 16);
     memcpy(profile_root.w.trace_id, base, 16);
@@ -339,7 +380,7 @@ int ldprof_profile_inherit(const char *id)
 
 const uint8_t *ldprof_profile_base(void)
 {
-    return profile_on ? profile_root.w.base_id : NULL;
+    return ldprof_profile_on ? profile_root.w.base_id : NULL;
 }
 
 /* ------------------------------------------------------------ public API */
@@ -373,13 +414,10 @@ out:
 LDPROF_EXPORT int ldprof_span_add_str(struct ldprof_span *s, int when, const char *key,
                                       const char *val, long vlen)
 {
-    int saved = errno, r;
-
+    /* (nothing here can change errno: no errno save needed) */
     if (s == NULL || val == NULL)
         return -1;
-    r = ldprof_span_add(s, when, LDPROF_TLV_STR, key, val, vlen < 0 ? strlen(val) : (size_t)vlen);
-    errno = saved;
-    return r;
+    return ldprof_span_add(s, when, LDPROF_TLV_STR, key, val, vlen < 0 ? strlen(val) : (size_t)vlen);
 }
 
 LDPROF_EXPORT int ldprof_span_add_int(struct ldprof_span *s, int when, const char *key, int64_t val)

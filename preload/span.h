@@ -90,6 +90,19 @@ uint64_t ldprof_now_ns(void);
  */
 struct ldprof_ctx *ldprof_ctx_current(void);
 
+/* 1 in client profile mode (every thread then has a context). */
+extern int ldprof_profile_on __attribute__((visibility("hidden")));
+
+/*
+ * ldprof_ctx_maybe - may ldprof_ctx_current() return a context?  0 means
+ * certainly not (no root on this thread, no profile mode): the driver
+ * wrappers' quiet path, two loads, no call.
+ */
+static inline int ldprof_ctx_maybe(void)
+{
+    return ldprof_tls.ctx.root != NULL || ldprof_profile_on;
+}
+
 /* ldprof_ctx_enter_root - make @s (an open span) the thread's context. */
 void ldprof_ctx_enter_root(struct ldprof_span *s);
 

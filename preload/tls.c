@@ -9,10 +9,9 @@
 
 __thread struct ldprof_tls ldprof_tls __attribute__((tls_model("initial-exec")));
 
-pid_t ldprof_tls_tid(void)
+pid_t ldprof_tls_tid_slow(void)
 {
-    if (__builtin_expect(ldprof_tls.tid == 0, 0))
-        ldprof_tls.tid = (pid_t)syscall(SYS_gettid);
+    ldprof_tls.tid = (pid_t)syscall(SYS_gettid);
     return ldprof_tls.tid;
 }
 

@@ -45,7 +45,13 @@ struct ldprof_tls {
 extern __thread struct ldprof_tls ldprof_tls __attribute__((tls_model("initial-exec")));
 
 /* ldprof_tls_tid - the calling thread's kernel tid (cached). Signal-safe. */
-pid_t ldprof_tls_tid(void);
+pid_t ldprof_tls_tid_slow(void);
+static inline pid_t ldprof_tls_tid(void)
+{
+    pid_t t = ldprof_tls.tid;
+
+    return __builtin_expect(t != 0, 1) ? t : ldprof_tls_tid_slow();
+}
 
 /* ldprof_tls_reset_after_fork - in the fork child: drop the cached tid. */
 void ldprof_tls_reset_after_fork(void);
