@@ -209,6 +209,30 @@ BENCH_TOOLS :=
 
 # (bench rules go here)
 
+# micro.sh (parts 2-4): micro_calls knows nothing of ldprof (run with and
+# without the preload); micro_preload links the preload's objects, as the
+# unit tests do.
+MICRO_CALLS := $(O)/tests/bench/micro_calls
+MICRO_PRELOAD := $(O)/tests/bench/micro_preload
+BENCH_TOOLS += $(MICRO_CALLS) $(MICRO_PRELOAD)
+$(MICRO_CALLS): tests/bench/micro_calls.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(DRIVER_CFLAGS) $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $< $(call pc,--libs,hiredis libpq)
+$(MICRO_PRELOAD): tests/bench/micro_preload.c $(UNIT_PRELOAD_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude -I. -Ipreload $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $< $(UNIT_PRELOAD_OBJS) -lhttp_parser -linih -ldl -lpthread
+-include $(MICRO_CALLS).d $(MICRO_PRELOAD).d
+
+# 5. collector (tests/bench/collector.sh): the datagram sender.
+COLL_BLAST := $(O)/tests/bench/collector_blast
+BENCH_TOOLS += $(COLL_BLAST)
+$(COLL_BLAST): tests/bench/collector_blast.c include/ldprof/wire.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -Iinclude $(CFLAGS) $(BASE_LDFLAGS) $(LDFLAGS) -o $@ $<
+
 .PHONY: bench-tools
 bench-tools: $(BENCH_TOOLS)
 
