@@ -19,33 +19,6 @@
 #define SCAN_COUNT 500
 #define SCAN_MAX_CALLS 1000000 /* a bound on the SCAN loop (500M keys) */
 
-static redisContext *list_connect(const struct coll_redis_uri *u, char *err, size_t errlen)
-{
-    struct timeval tv = {LIST_TIMEOUT_MS / 1000, (LIST_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(u->host, u->port, tv);
-    if (!c) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
-        snprintf(err, errlen, "connect %s:%d: %s", u->host, u->port, c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    if (u->db) {
-        redisReply *rep = redisCommand(c, "SELECT %d", u->db);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "SELECT %d: %s", u->db, rep ? rep->str : c->errstr);
-            if (rep)
-                freeReplyObject(rep);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(rep);
-    }
-    return c;
-}
-
 struct lister {
     const struct coll_list_filter *f;
     struct coll_summary *rows;
@@ -193,7 +166,7 @@ int coll_redis_list(const char *uri, const struct coll_list_filter *f,
         snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
         return -1;
     }
-    redisContext *c = list_connect(&u, err, errlen);
+    redisContext *c = coll_redis_connect(&u, LIST_TIMEOUT_MS, err, errlen);
     if (!c)
         return -1;
     struct lister L = {.f = f, .warn = warn, .arg = arg};

@@ -54,9 +54,10 @@ int coll_redis_parse_uri(const char *uri, struct coll_redis_uri *u)
     return 0;
 }
 
-static redisContext *connect_db(const struct coll_redis_uri *u, char *err, size_t errlen)
+void *coll_redis_connect(const struct coll_redis_uri *u, unsigned timeout_ms, char *err,
+                         size_t errlen)
 {
-    struct timeval tv = {REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(u->host, u->port, tv);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -126,7 +127,7 @@ int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
                      (unsigned long long)(r->next_try_ms - now_ms));
             return -1;
         }
-        r->ctx = connect_db(&r->u, r->lasterr, sizeof r->lasterr);
+        r->ctx = coll_redis_connect(&r->u, REDIS_TIMEOUT_MS, r->lasterr, sizeof r->lasterr);
         if (!r->ctx) {
             r->failed += n;
             failed(r, now_ms);
@@ -180,7 +181,7 @@ json_t *coll_redis_fetch(const char *uri, const char *base_id, char *err, size_t
         snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
         return NULL;
     }
-    redisContext *c = connect_db(&u, err, errlen);
+    redisContext *c = coll_redis_connect(&u, REDIS_TIMEOUT_MS, err, errlen);
     if (!c)
         return NULL;
     json_t *arr = NULL;

@@ -29,6 +29,11 @@ struct coll_redis_uri {
 /* Parse "redis://HOST[:PORT][/DB]".  Returns 0 or -1. */
 int coll_redis_parse_uri(const char *uri, struct coll_redis_uri *u);
 
+/* Connect to u (connect and I/O timeouts of timeout_ms) and SELECT its
+ * database.  Returns a redisContext *, or NULL with `err` filled. */
+void *coll_redis_connect(const struct coll_redis_uri *u, unsigned timeout_ms, char *err,
+                         size_t errlen);
+
 struct coll_redis {
     struct coll_redis_uri u;
     char uri[512];
