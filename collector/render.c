@@ -193,8 +193,11 @@ int coll_summary_from_dump(const char *text, size_t len, struct coll_summary *s)
         size_t mark = b.len;
         coll_buf_addc(&b, ' ');
         span_detail(&b, info);
-        if (b.len == mark + 1)
+        if (b.len == mark + 1) { /* no detail: take the blank back */
             b.len = mark;
+            if (b.p)
+                b.p[mark] = '\0';
+        }
         if (json_array_size(children) > 1)
             coll_buf_printf(&b, " (+%zu)", json_array_size(children) - 1);
         snprintf(s->root, sizeof s->root, "%s", b.p ? b.p : "");
@@ -296,8 +299,11 @@ static void tree_nodes(struct tree_ctx *t, json_t *nodes, int depth)
         size_t mark = b.len;
         coll_buf_addc(&b, ' ');
         span_detail(&b, info);
-        if (b.len == mark + 1)
+        if (b.len == mark + 1) { /* no detail: take the blank back */
             b.len = mark;
+            if (b.p)
+                b.p[mark] = '\0';
+        }
         json_t *stop = payload(info, "-stop");
         json_t *sinfo = json_object_get(stop, "info");
         json_t *etype = json_object_get(sinfo, "etype");
