@@ -52,6 +52,10 @@ struct http_fd {
     char url[LDPROF_HTTP_URL_CAP];
     char info[LDPROF_HTTP_INFO_CAP];
     char hmac[LDPROF_HTTP_HMAC_CAP];
+    /* Requests framed without the parser (rx_fast_head) while rx_fast is
+     * set; rx is then at a message start and untouched. */
+    uint8_t rx_fast;
+    uint64_t rx_left;     /* body bytes still to come */
 
     /* FIFO of requests awaiting a response: rx pushes at q_tail, tx pops at
      * q_head (single producer, single consumer). */
@@ -60,6 +64,12 @@ struct http_fd {
 
     /* response side */
     http_parser tx;
+    /* Server connections: responses framed without the parser (tx_fast_head)
+     * while tx_fast is set; tx is then at a message start and untouched. */
+    uint8_t tx_fast;      /* the fast path has the response stream */
+    uint8_t tx_fast_done; /* it completed a message since tx was last used */
+    uint16_t tx_status;   /* status of the response whose body is tx_left */
+    uint64_t tx_left;     /* body bytes still to come (Content-Length) */
 
     /* client connections (outbound requests): tx parses the requests the
      * program writes, rx the responses it reads; url[] holds the request
@@ -87,8 +97,11 @@ static int rx_on_url(http_parser *p, const char *at, size_t len);
 static int rx_on_header_field(http_parser *p, const char *at, size_t len);
 static int rx_on_header_value(http_parser *p, const char *at, size_t len);
 static int rx_on_headers_complete(http_parser *p);
+static int rx_on_message_complete(http_parser *p);
+static int tx_on_message_begin(http_parser *p);
 static int tx_on_headers_complete(http_parser *p);
 static int tx_on_message_complete(http_parser *p);
+static int tx_on_message_complete_srv(http_parser *p);
 
 static const http_parser_settings rx_settings = {
     .on_message_begin = rx_on_message_begin,
@@ -96,11 +109,13 @@ static const http_parser_settings rx_settings = {
     .on_header_field = rx_on_header_field,
     .on_header_value = rx_on_header_value,
     .on_headers_complete = rx_on_headers_complete,
+    .on_message_complete = rx_on_message_complete,
 };
 
 static const http_parser_settings tx_settings = {
+    .on_message_begin = tx_on_message_begin,
     .on_headers_complete = tx_on_headers_complete,
-    .on_message_complete = tx_on_message_complete,
+    .on_message_complete = tx_on_message_complete_srv,
 };
 
 int ldprof_http_init(void)
@@ -189,12 +204,122 @@ static void fail_all_pending(struct http_fd *h, const char *etype, const char *m
     __atomic_store_n(&h->q_head, head, __ATOMIC_RELEASE);
 }
 
+/* ------------------------------------------------------------ fast framing */
+
+/*
+ * Server connections: most requests and responses are framed without
+ * http_parser, whose byte state machine was most of the cost of an
+ * untraced request.  The fast path takes only a common, strictly formed
+ * subset that http_parser accepts and frames the same way: HTTP/1.1, CRLF
+ * line ends, header names of letters, digits, '-', '_', '.' followed by
+ * ':', values of printable ASCII and tabs, at most one Content-Length of
+ * 1-18 digits (leading blanks allowed), no Transfer-Encoding, Connection,
+ * Proxy-Connection, Upgrade or X-Trace-* header, and the whole head in one
+ * buffer of at most FAST_HEAD_MAX bytes.  Anything else goes to the
+ * parser, which the fast path leaves (and takes back only) at a message
+ * start.  A request with an X-Trace-* header always goes to the parser (it
+ * captures them), so a traced request's span opens exactly as before; the
+ * fast path ends it, like the parser, with the last byte of its response.
+ * tests/unit/test_preload_http.c (fast_*) compares both on the same streams.
+ */
+#define FAST_HEAD_MAX 8192
+
+struct fast_head {
+    uint64_t cl;     /* Content-Length */
+    uint8_t have_cl; /* there was one */
+};
+
+static inline int fast_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.';
+}
+
+/* Does the header name [@s, @s+@n) (token characters) equal lower-case @name? */
+static inline int fast_name_is(const char *s, size_t n, const char *name, size_t len)
+{
+    if (n != len)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] | 0x20) != name[i])
+            return 0;
+    return 1;
+}
+
+/* Are all bytes in [@s, @e) printable ASCII or tabs?  Eight at a time: a
+ * word with a byte below 0x20 or above 0x7e (tab included) is checked byte
+ * by byte. */
+static int fast_text_ok(const char *s, const char *e)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+
+    for (; e - s >= 8; s += 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        if (((x - 0x20 * ones) | (x + ones) | x) & highs)
+            for (int i = 0; i < 8; i++)
+                if ((s[i] < 0x20 || s[i] > 0x7e) && s[i] != '\t')
+                    return 0;
+    }
+    for (; s < e; s++)
+        if ((*s < 0x20 || *s > 0x7e) && *s != '\t')
+            return 0;
+    return 1;
+}
+
+/* Header lines from @p up to and including the blank line, within @end.
+ * Returns the end of the head, or NULL when it is not all there or not in
+ * the fast path's subset. */
+static const char *fast_headers(const char *p, const char *end, struct fast_head *fh)
+{
+    fh->cl = 0;
+    fh->have_cl = 0;
+    for (;;) {
+        const char *c, *v, *eol;
+        size_t nlen;
+
+        if (end - p < 2)
+            return NULL;
+        if (p[0] == '\r')
+            return p[1] == '\n' ? p + 2 : NULL;
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL || eol[-1] != '\r')
+            return NULL;
+        for (c = p; c < eol && fast_tchar(*c); c++)
+            ;
+        if (c == p || *c != ':' || !fast_text_ok(c + 1, eol - 1))
+            return NULL;
+        nlen = (size_t)(c - p);
+        if (fast_name_is(p, nlen, "content-length", 14)) {
+            int digits = 0;
+            if (fh->have_cl)
+                return NULL;
+            fh->have_cl = 1;
+            for (v = c + 1; v < eol - 1 && (*v == ' ' || *v == '\t'); v++)
+                ;
+            for (; v < eol - 1 && *v >= '0' && *v <= '9'; v++, digits++)
+                fh->cl = fh->cl * 10 + (uint64_t)(*v - '0');
+            if (digits == 0 || digits > 18 || v != eol - 1)
+                return NULL;
+        } else if (fast_name_is(p, nlen, "connection", 10) ||
+                   fast_name_is(p, nlen, "transfer-encoding", 17) ||
+                   fast_name_is(p, nlen, "upgrade", 7) ||
+                   fast_name_is(p, nlen, "proxy-connection", 16)) {
+            return NULL;
+        } else if (nlen >= 8 && fast_name_is(p, 8, "x-trace-", 8)) {
+            return NULL; /* (a traced request: the parser captures them) */
+        }
+        p = eol + 1;
+    }
+}
+
 /* ------------------------------------------------------------ request side */
 
 static int rx_on_message_begin(http_parser *p)
 {
     struct http_fd *h = p->data;
 
+    h->rx_fast = 0;
     h->hlast = H_NONE;
     h->hwhich = W_OTHER;
     h->seen_info = h->seen_hmac = h->bad_hdr = h->url_trunc = 0;
@@ -400,10 +525,93 @@ static int rx_on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* Back at a message start (keep-alive): the fast path may take over. */
+static int rx_on_message_complete(http_parser *p)
+{
+    struct http_fd *h = p->data;
+
+    h->rx_fast = http_should_keep_alive(p) && !p->upgrade;
+    return 0;
+}
+
+/* The methods the fast path takes (others, CONNECT first, go to the parser). */
+static int fast_method(const char *m, size_t n)
+{
+    switch (n) {
+    case 3:
+        return memcmp(m, "GET", 3) == 0 ? HTTP_GET : memcmp(m, "PUT", 3) == 0 ? HTTP_PUT : -1;
+    case 4:
+        return memcmp(m, "POST", 4) == 0 ? HTTP_POST : memcmp(m, "HEAD", 4) == 0 ? HTTP_HEAD : -1;
+    case 5:
+        return memcmp(m, "PATCH", 5) == 0 ? HTTP_PATCH : -1;
+    case 6:
+        return memcmp(m, "DELETE", 6) == 0 ? HTTP_DELETE : -1;
+    case 7:
+        return memcmp(m, "OPTIONS", 7) == 0 ? HTTP_OPTIONS : -1;
+    }
+    return -1;
+}
+
+/*
+ * rx_fast_head - take an untraced request head without http_parser (see
+ * fast_headers): "METHOD /target HTTP/1.1" with one of fast_method's
+ * methods, a target of printable ASCII but '#', and no X-Trace-* header.
+ * 0: left to the parser.  Else the head's length; the request is queued
+ * (untraced, as rx_on_headers_complete would) and its body is h->rx_left
+ * bytes.
+ */
+static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
+{
+    const char *end = buf + (n < FAST_HEAD_MAX ? n : FAST_HEAD_MAX);
+    const char *sp, *eol, *p;
+    struct fast_head fh;
+    int method;
+    uint32_t tail, head;
+
+    sp = memchr(buf, ' ', n < 8 ? n : 8);
+    if (sp == NULL || (method = fast_method(buf, (size_t)(sp - buf))) < 0)
+        return 0;
+    eol = memchr(sp, '\n', (size_t)(end - sp));
+    /* sp "/" ... " HTTP/1.1\r\n" */
+    if (eol == NULL || eol - sp < 12 || sp[1] != '/' || memcmp(eol - 10, " HTTP/1.1\r", 10) != 0)
+        return 0;
+    for (p = sp + 1; p < eol - 10; p++)
+        if (*p <= 0x20 || *p >= 0x7f || *p == '#')
+            return 0;
+    p = fast_headers(eol + 1, end, &fh);
+    if (p == NULL)
+        return 0;
+    tail = __atomic_load_n(&h->q_tail, __ATOMIC_RELAXED);
+    head = __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE);
+    if (tail - head >= LDPROF_HTTP_QDEPTH)
+        return 0; /* the parser gives up on the connection */
+    STAT_INC(requests);
+    h->q[tail % LDPROF_HTTP_QDEPTH].span = NULL;
+    h->q[tail % LDPROF_HTTP_QDEPTH].method = (uint8_t)method;
+    __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+    h->rx_left = fh.have_cl ? fh.cl : 0;
+    return (size_t)(p - buf);
+}
+
 static void rx_feed(struct http_fd *h, const char *buf, size_t n)
 {
     size_t done;
 
+    while (h->rx_fast && n > 0) {
+        size_t k;
+        if (h->rx_left > 0) {
+            k = n < h->rx_left ? n : (size_t)h->rx_left;
+            h->rx_left -= k;
+        } else if ((k = rx_fast_head(h, buf, n)) == 0) {
+            break;
+        }
+        buf += k;
+        n -= k;
+    }
+    if (n == 0)
+        return;
+    /* The parser takes over at a message start. */
+    h->rx_fast = 0;
     h->rx.data = h;
     done = http_parser_execute(&h->rx, &rx_settings, buf, n);
     if (h->rx_dead)
@@ -438,29 +646,116 @@ static int tx_on_headers_complete(http_parser *p)
     return 0;
 }
 
-static int tx_on_message_complete(http_parser *p)
+/* A response with status @status is complete: end the request it answers. */
+static void tx_complete(struct http_fd *h, unsigned status)
 {
-    struct http_fd *h = p->data;
     uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
     uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
-    unsigned status = p->status_code;
 
     if (status >= 100 && status < 200 && status != 101)
-        return 0; /* interim response (100 Continue): the real one follows */
+        return; /* interim response (100 Continue): the real one follows */
     STAT_INC(responses);
     if (head == tail)
-        return 0; /* a response to no request we saw (408, or rx was lost) */
+        return; /* a response to no request we saw (408, or rx was lost) */
     end_pending(&h->q[head % LDPROF_HTTP_QDEPTH], NULL, NULL, 0);
     __atomic_store_n(&h->q_head, head + 1, __ATOMIC_RELEASE);
     if (status == 101)
         h->close_after = 1;
+}
+
+static int tx_on_message_complete(http_parser *p)
+{
+    tx_complete(p->data, p->status_code);
     return 0;
+}
+
+/* Server side: also note whether the parser is back at a message start
+ * (keep-alive), where the fast path may take the stream over again. */
+static int tx_on_message_complete_srv(http_parser *p)
+{
+    struct http_fd *h = p->data;
+
+    h->tx_fast = http_should_keep_alive(p) && !p->upgrade;
+    tx_complete(h, p->status_code);
+    return 0;
+}
+
+static int tx_on_message_begin(http_parser *p)
+{
+    struct http_fd *h = p->data;
+
+    h->tx_fast = 0;
+    return 0;
+}
+
+/*
+ * tx_fast_head - frame a response head without http_parser (see
+ * fast_headers): "HTTP/1.1 DDD reason" with a status of 200-599 but 204 and
+ * 304, a Content-Length, not the answer to a HEAD request.  0: left to the
+ * parser (at a message start, as the fast path leaves it).  Else the head's
+ * length; the body is h->tx_left bytes (the response is complete when they
+ * have gone out).
+ */
+static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
+{
+    const char *end = buf + (n < FAST_HEAD_MAX ? n : FAST_HEAD_MAX);
+    const char *p, *eol;
+    struct fast_head fh;
+    unsigned status;
+    uint32_t head, tail;
+
+    if (n < 19 || memcmp(buf, "HTTP/1.1 ", 9) != 0 || buf[12] != ' ')
+        return 0;
+    if (buf[9] < '2' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' ||
+        buf[11] > '9')
+        return 0;
+    status = (unsigned)((buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0'));
+    if (status == 204 || status == 304)
+        return 0;
+    eol = memchr(buf + 13, '\n', (size_t)(end - (buf + 13)));
+    if (eol == NULL || eol[-1] != '\r' || !fast_text_ok(buf + 13, eol - 1))
+        return 0;
+    p = fast_headers(eol + 1, end, &fh);
+    if (p == NULL || !fh.have_cl)
+        return 0;
+    /* The response to HEAD has no body whatever its headers say. */
+    head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
+    tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
+    if (head != tail && h->q[head % LDPROF_HTTP_QDEPTH].method == HTTP_HEAD)
+        return 0;
+    h->tx_status = (uint16_t)status;
+    h->tx_left = fh.cl;
+    if (fh.cl == 0) {
+        h->tx_fast_done = 1;
+        tx_complete(h, status);
+    }
+    return (size_t)(p - buf);
 }
 
 static void tx_feed(struct http_fd *h, const char *buf, size_t n)
 {
     size_t done;
 
+    while (h->tx_fast && n > 0) {
+        size_t k;
+        if (h->tx_left > 0) {
+            k = n < h->tx_left ? n : (size_t)h->tx_left;
+            h->tx_left -= k;
+            if (h->tx_left == 0) {
+                h->tx_fast_done = 1;
+                tx_complete(h, h->tx_status);
+            }
+        } else if ((k = tx_fast_head(h, buf, n)) == 0) {
+            break;
+        }
+        buf += k;
+        n -= k;
+    }
+    if (n == 0)
+        return;
+    /* The parser takes over at a message start (the fast path never stops
+     * inside a message). */
+    h->tx_fast = h->tx_fast_done = 0;
     h->tx.data = h;
     done = http_parser_execute(&h->tx, &tx_settings, buf, n);
     if (h->close_after || h->tx.upgrade) {
@@ -830,6 +1125,11 @@ static void fd_reset(struct http_fd *h, int kind)
 {
     h->rx_dead = h->tx_dead = h->shared = h->close_after = 0;
     h->q_head = h->q_tail = 0;
+    h->tx_fast = kind == LDPROF_FD_SERVER; /* tx starts at a message start */
+    h->tx_fast_done = 0;
+    h->tx_left = 0;
+    h->rx_fast = kind == LDPROF_FD_SERVER;
+    h->rx_left = 0;
     if (kind == LDPROF_FD_SERVER) {
         http_parser_init(&h->rx, HTTP_REQUEST);
         http_parser_init(&h->tx, HTTP_RESPONSE);
@@ -993,8 +1293,13 @@ void ldprof_http_on_send_opaque(int fd, size_t n)
         return;
     /* content_length is what is left of the body (or of the current chunk;
      * ULLONG_MAX while reading a close-delimited body).  A body parser only
-     * counts these bytes, so zeros stand in for the file's. */
-    if (h->tx.content_length != 0 && h->tx.content_length >= n) {
+     * counts these bytes, so zeros stand in for the file's.  With the fast
+     * path: its own count, 0 between its messages (as the parser's after
+     * a Content-Length body). */
+    uint64_t left = !h->tx_fast ? h->tx.content_length
+                    : h->tx_left != 0 || h->tx_fast_done ? h->tx_left
+                                                         : h->tx.content_length;
+    if (left != 0 && left >= n) {
         while (n > 0 && !h->tx_dead) {
             size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
             tx_feed(h, zeros, k);

@@ -15,8 +15,10 @@
  *
  * Every request, traced or not, takes a place in a small per-fd FIFO
  * (LDPROF_HTTP_QDEPTH) so that pipelined and keep-alive requests are matched
- * to their responses in order.  Untraced requests cost a header scan; bodies
- * are skipped by length without callbacks.  A connection that does not
+ * to their responses in order.  Common well-formed requests without trace
+ * headers, and common responses with a Content-Length, are framed by a
+ * short scan of their head instead of the parser (http.c, "fast framing");
+ * bodies are skipped by length without callbacks.  A connection that does not
  * speak HTTP/1.x is dropped from tracking at its first parse error.
  *
  * Concurrency: the request side and the response side each have a

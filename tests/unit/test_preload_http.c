@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ldprof/wire.h"
@@ -421,6 +422,305 @@ Test(preload_http, sendfile_body_is_counted)
     ldprof_http_on_send_opaque(FD, 4000);
     cr_assert_eq(tp_collect(spans, 32), 1);
     cr_assert_eq(spans[0].flags, 0);
+}
+
+/* ------------------------------------------------------------ fast framing */
+
+/*
+ * Requests and responses in a common, strictly formed subset are framed
+ * without http_parser (preload/http.c, "fast framing").  Each scenario below
+ * is a keep-alive connection, fed three ways: every read and write whole
+ * (heads in one buffer: the fast path where it applies), byte by byte (no
+ * head is ever whole: http_parser alone, the reference), and every read and
+ * write cut in two at each offset (the two mixed, switching inside
+ * messages).  The outcome must be the same: the spans (all their fields)
+ * completed after each step, the statistics, whether the fd is still
+ * followed.  "@T" in a request stands for valid X-Trace-Info / X-Trace-HMAC
+ * header lines.
+ */
+struct fstep {
+    char op;          /* 'R' read, 'W' write, 'O' sendfile of atoi(data) bytes, 'S' shutdown, 'E' eof */
+    const char *data;
+};
+
+#define FSTEPS 16
+#define FSIG 8192
+
+struct foutcome {
+    struct ldprof_http_stats st;
+    int tracked;
+    char sig[FSIG];  /* per step: the spans it completed */
+};
+
+static char fbuf[4096];
+static struct tp_span fspans[32];
+
+static size_t fexpand(const char *in)
+{
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    size_t n = 0;
+
+    tp_sign(BASE, PARENT, info, hmac);
+    for (const char *c = in; *c; c++) {
+        if (c[0] == '@' && c[1] == 'T') {
+            int k = snprintf(fbuf + n, sizeof(fbuf) - n, "X-Trace-Info: %s\r\nX-Trace-HMAC: %s\r\n",
+                             info, hmac);
+            cr_assert(k > 0 && (size_t)k < sizeof(fbuf) - n);
+            n += (size_t)k;
+            c++;
+        } else {
+            cr_assert(n + 1 < sizeof(fbuf));
+            fbuf[n++] = *c;
+        }
+    }
+    return n;
+}
+
+static void ffeed(char op, const char *b, size_t n)
+{
+    if (op == 'R')
+        ldprof_http_on_recv(FD, b, n);
+    else
+        ldprof_http_on_send(FD, b, n);
+}
+
+/* mode 0: whole; 1: byte by byte; 2: cut at @cut (clamped) */
+static void frun(const struct fstep *steps, int mode, size_t cut, struct foutcome *out)
+{
+    struct ldprof_http_stats a, b;
+    size_t sl = 0;
+
+    memset(out, 0, sizeof(*out));
+    tp_collect(fspans, 32);
+    ldprof_http_stats(&a);
+    ldprof_http_on_accept(FD);
+    for (int i = 0; i < FSTEPS && steps[i].op; i++) {
+        const struct fstep *st = &steps[i];
+        size_t n;
+        int ns;
+
+        if (st->op == 'R' || st->op == 'W') {
+            n = fexpand(st->data);
+            if (mode == 0) {
+                ffeed(st->op, fbuf, n);
+            } else if (mode == 1) {
+                for (size_t k = 0; k < n; k++)
+                    ffeed(st->op, fbuf + k, 1);
+            } else {
+                size_t c = cut < n ? cut : n;
+                if (c > 0)
+                    ffeed(st->op, fbuf, c);
+                if (c < n)
+                    ffeed(st->op, fbuf + c, n - c);
+            }
+        } else if (st->op == 'O') {
+            ldprof_http_on_send_opaque(FD, (size_t)atoi(st->data));
+        } else if (st->op == 'S') {
+            ldprof_http_on_shutdown(FD, SHUT_WR);
+        } else if (st->op == 'E') {
+            ldprof_http_on_eof(FD);
+        }
+        ns = tp_collect(fspans, 32);
+        sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "[%d:%d]", i, ns);
+        for (int j = 0; j < ns && sl < FSIG; j++) {
+            sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "{k%d f%d", fspans[j].kind,
+                                   fspans[j].flags);
+            for (int f = 0; f < fspans[j].nfields && sl < FSIG; f++)
+                sl += (size_t)snprintf(out->sig + sl, FSIG - sl, " %s%s=%s", fspans[j].stop[f] ? "/" : "",
+                                       fspans[j].key[f], fspans[j].val[f]);
+            if (sl < FSIG)
+                sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "}");
+        }
+        cr_assert_lt(sl, FSIG);
+    }
+    out->tracked = ldprof_http_tracked(FD);
+    ldprof_http_on_close(FD);
+    {
+        int ns = tp_collect(fspans, 32);
+        sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "[close:%d]", ns);
+        for (int j = 0; j < ns && sl < FSIG; j++)
+            sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "{f%d %s}", fspans[j].flags,
+                                   tp_field(&fspans[j], "etype", 1) ? tp_field(&fspans[j], "etype", 1) : "");
+    }
+    ldprof_http_stats(&b);
+    out->st.requests = b.requests - a.requests;
+    out->st.traced = b.traced - a.traced;
+    out->st.responses = b.responses - a.responses;
+    out->st.abandoned = b.abandoned - a.abandoned;
+    out->st.desync = b.desync - a.desync;
+}
+
+static void fcheck(const char *name, const struct fstep *steps, uint64_t want_requests,
+                   uint64_t want_traced, uint64_t want_responses)
+{
+    static struct foutcome ref, got;
+    size_t maxlen = 0;
+
+    frun(steps, 1, 0, &ref);
+    cr_assert_eq(ref.st.requests, want_requests, "%s: requests %lu", name, (unsigned long)ref.st.requests);
+    cr_assert_eq(ref.st.traced, want_traced, "%s: traced %lu", name, (unsigned long)ref.st.traced);
+    cr_assert_eq(ref.st.responses, want_responses, "%s: responses %lu", name,
+                 (unsigned long)ref.st.responses);
+    for (int i = 0; i < FSTEPS && steps[i].op; i++)
+        if (steps[i].op == 'R' || steps[i].op == 'W') {
+            size_t n = fexpand(steps[i].data);
+            if (n > maxlen)
+                maxlen = n;
+        }
+    for (size_t cut = 0; cut <= maxlen + 1; cut++) {
+        frun(steps, cut == maxlen + 1 ? 0 : 2, cut, &got);
+        cr_assert_str_eq(got.sig, ref.sig, "%s, cut %zu", name, cut);
+        cr_assert_eq(memcmp(&got.st, &ref.st, sizeof(ref.st)), 0, "%s, cut %zu: stats differ", name, cut);
+        cr_assert_eq(got.tracked, ref.tracked, "%s, cut %zu", name, cut);
+    }
+}
+
+#define GETT "GET /t?x=1 HTTP/1.1\r\nHost: h\r\n@T\r\n"
+#define R200(body) "HTTP/1.1 200 OK\r\nContent-Length: " #body "\r\n\r\n"
+
+Test(preload_http, fast_content_length_responses)
+{
+    static const struct fstep s[] = {
+        {'R', "POST /v2/queues/q/messages HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody"},
+        {'W', "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\ncontent-length:  2\r\n\r\n{}"},
+        {'R', GETT},
+        {'W', "HTTP/1.1 200 OK\r\nX_Odd.Name: a\tb\r\nContent-Length: 0\r\n\r\n"},
+        {'R', "DELETE /d HTTP/1.1\r\nHost: h\r\n@TContent-Length: 3\r\n\r\nabc"},
+        {'W', "HTTP/1.1 404 \r\nContent-Length: 10\r\n\r\n0123456789"},
+        {'R', GETT},
+        {'W', R200(3) "ab"},
+        {'W', "c"},
+        {0, NULL}};
+    fcheck("content-length", s, 4, 3, 4);
+}
+
+Test(preload_http, fast_chunked_and_bodyless_responses)
+{
+    static const struct fstep s[] = {
+        {'R', GETT},
+        {'W', "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+        {'R', GETT},
+        {'W', "HTTP/1.1 204 No Content\r\nDate: x\r\n\r\n"},
+        {'R', GETT},
+        {'W', "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"},
+        {'R', "HEAD /h HTTP/1.1\r\n@T\r\n"},
+        {'W', "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"},
+        {'R', GETT},
+        {'W', R200(2) "ok"},
+        {0, NULL}};
+    fcheck("chunked/204/304/HEAD", s, 5, 5, 5);
+}
+
+Test(preload_http, fast_interim_and_close_responses)
+{
+    static const struct fstep s[] = {
+        {'R', "PUT /up HTTP/1.1\r\n@TExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"},
+        {'W', "HTTP/1.1 100 Continue\r\n\r\n"},
+        {'R', "abc"},
+        {'W', R200(1) "x"},
+        {'R', GETT},
+        {'W', "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\ny"},
+        {'R', GETT},
+        {'W', R200(1) "z"}, /* after "close" (http_parser, not strict, goes on) */
+        {0, NULL}};
+    fcheck("100/close", s, 3, 3, 3);
+}
+
+Test(preload_http, fast_pipelined_untraced_then_traced)
+{
+    static const struct fstep s[] = {
+        {'R', "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+              "POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\n12345"
+              "GET /c HTTP/1.1\r\nHost: h\r\n\r\n"
+              "POST /d?q=1 HTTP/1.1\r\n@TContent-Length: 2\r\n\r\nxy"
+              "GET /e HTTP/1.1\r\nHost: h\r\n\r\n"},
+        {'W', R200(1) "1" R200(2) "22"},
+        {'W', "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n3\r\n0\r\n\r\n"},
+        {'W', R200(4) "4444" R200(5) "55555"},
+        {0, NULL}};
+    fcheck("pipelined", s, 5, 1, 5);
+}
+
+#define UNT "GET /u HTTP/1.1\r\nHost: h\r\n\r\n"
+
+Test(preload_http, fast_too_many_pipelined_requests)
+{
+    /* 8 wait for their response, the 9th stops the request side */
+    static const struct fstep s[] = {
+        {'R', UNT UNT UNT UNT UNT UNT UNT UNT UNT GETT},
+        {'W', R200(0) R200(0) R200(0) R200(0) R200(0)},
+        {'W', R200(0) R200(0) R200(0) R200(0) R200(0)},
+        {0, NULL}};
+    fcheck("queue full", s, 9, 0, 10);
+}
+
+Test(preload_http, fast_requests_the_parser_must_take)
+{
+    static const struct fstep s[] = {
+        {'R', "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+        {'W', R200(0)},
+        {'R', "GET /f#frag HTTP/1.1\r\nConnection: keep-alive\r\nx-trace-other: 1\r\n\r\n"},
+        {'W', R200(0)},
+        {'R', "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"},
+        {'W', R200(0)},
+        {'R', "GET /t HTTP/1.1\r\nX-Trace-Info: abc\r\nX-Trace-HMAC: def\r\n\r\n"}, /* bad */
+        {'W', R200(0)},
+        {'R', "PATCH /p HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nZ" GETT},
+        {'W', R200(0) R200(0)},
+        {'R', "GET /l HTTP/1.1\nHost: h\n\n"}, /* bare LF */
+        {'W', "HTTP/1.1 200 OK\nContent-Length: 0\n\n"},
+        {0, NULL}};
+    fcheck("parser requests", s, 7, 1, 7);
+}
+
+Test(preload_http, fast_bad_streams_desync_alike)
+{
+    static const struct fstep dup[] = {
+        {'R', GETT},
+        {'W', "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"},
+        {0, NULL}};
+    static const struct fstep garbage[] = {
+        {'R', GETT "GET /u HTTP/1.1\r\n\r\n"},
+        {'W', R200(1) "xyz"}, /* two bytes too many */
+        {'W', R200(0)},
+        {0, NULL}};
+    static const struct fstep http10[] = {
+        {'R', "GET /o HTTP/1.0\r\n@T\r\n"},
+        {'W', "HTTP/1.0 200 OK\r\n\r\nuntil the end"},
+        {'S', ""},
+        {0, NULL}};
+    static const struct fstep notreq[] = {
+        {'R', "get /x HTTP/1.1\r\n\r\n"},
+        {0, NULL}};
+    static const struct fstep upgrade[] = {
+        {'R', "GET /ws HTTP/1.1\r\n@TConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"},
+        {'W', "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"},
+        {'W', "\x81\x05hello"},
+        {0, NULL}};
+    fcheck("duplicate content-length", dup, 1, 1, 0);
+    fcheck("body too long", garbage, 2, 1, 1);
+    fcheck("http/1.0", http10, 1, 1, 1);
+    fcheck("not a request", notreq, 0, 0, 0);
+    fcheck("upgrade", upgrade, 1, 1, 1);
+}
+
+Test(preload_http, fast_sendfile_and_eof)
+{
+    static const struct fstep s[] = {
+        {'R', GETT},
+        {'W', "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n"},
+        {'O', "6000"},
+        {'O', "4000"},
+        {'R', GETT},
+        {'O', "10"}, /* no response under way: lost */
+        {0, NULL}};
+    static const struct fstep eof[] = {
+        {'R', GETT},
+        {'E', ""},
+        {'W', R200(3) "abc"},
+        {0, NULL}};
+    fcheck("sendfile", s, 2, 2, 1);
+    fcheck("eof", eof, 1, 1, 1);
 }
 
 /* ------------------------------------------------------------ outbound */
