@@ -86,8 +86,9 @@ cfg_env() {
 CONFIGS="none preload disabled traced"
 
 cat >"$T/cgsum.py" <<'EOF'
-# Sum a callgrind profile: total Ir, Ir executed inside libldprof.so (self
-# cost), and calls that enter libldprof.so from another object.
+# Sum a callgrind profile: total Ir, Ir executed inside libldprof.so and
+# libhttp_parser.so (self cost: both are ldprof's, only the preload links
+# the parser), and calls that enter libldprof.so from another object.
 import re, sys
 names = {}
 fnames = {}
@@ -125,7 +126,8 @@ with open(sys.argv[1]) as f:
             p = line.split()
             if len(p) >= 2:
                 total += int(p[1])
-                if ob.endswith('libldprof.so'):
+                # libhttp_parser.so is ldprof's too: only the preload links it
+                if ob.endswith('libldprof.so') or '/libhttp_parser.so' in ob:
                     lib += int(p[1])
                     if fn.startswith('sha1_blocks'):
                         sha += int(p[1])
@@ -280,8 +282,9 @@ done
 # zaqard (Redis pool, PostgreSQL catalog, 1 thread) under callgrind with the
 # preload, serving N and then (another process) 2N POST message requests
 # from one keep-alive curl; the difference / N is per request, start-up
-# cancelled.  "ldprof" = instructions executed inside libldprof.so (the
-# wrappers, the HTTP parser, header verify, spans, the flusher thread).
+# cancelled.  "ldprof" = instructions executed inside libldprof.so and
+# libhttp_parser.so (the wrappers, HTTP framing and parsing, header verify,
+# spans, the flusher thread).
 # Converted to time with the ns per instruction of the span benchmark
 # above (native ns / callgrind instructions of span_redis, clock reads
 # included): an estimate, the machine has no usable instruction counter.
@@ -358,13 +361,13 @@ if [ -n "${ZAQARD:-}" ] && [ -x "${ZAQARD:-}" ] && [ -n "${LDPROF_TEST_REDIS_URI
         echo
         echo "== micro: whole zaqard request (POST 1 message: Redis EVALSHA + PostgreSQL execute), $RQ_N vs $((2 * RQ_N)) requests,"
         echo "   each traced request of its own trace"
-        echo "   ldprof time = (instructions in libldprof.so - one verify's $vir) x $nspi ns/instruction (span"
+        echo "   ldprof time = (instructions in libldprof.so + libhttp_parser.so - one verify's $vir) x $nspi ns/instruction (span"
         echo "   benchmark, fastest: $sns ns / $sir instructions) + one verify natively, $vns ns (fastest)"
         row "figure" "traced" "untraced" "extra" "target" "met?"
         read -r tt tl tsha <<<"${RQ[traced]:-- - 0}"
         read -r ut ul usha <<<"${RQ[untraced]:-- - 0}"
         row "instructions per request, whole process" "$tt" "$ut" "$(sub "$tt" "$ut")" "" ""
-        row "instructions in libldprof.so per request" "$tl" "$ul" "$(sub "$tl" "$ul")" "" ""
+        row "instructions in libldprof.so + libhttp_parser.so per request" "$tl" "$ul" "$(sub "$tl" "$ul")" "" ""
         row "  of which SHA-1 (portable, 3261 a block)" "$tsha" "$usha" "" "" ""
         est() { awk -v a="$1" -v v="$2" -v k="$nspi" -v vn="$3" 'BEGIN {if (a == "-") print "-";
             else printf "%.2f", ((a - v) * k + vn) / 1000}'; }
