@@ -285,7 +285,7 @@ static int finish_event(json_t *ev, json_t *info, const struct coll_proc *proc,
     return 0;
 }
 
-int coll_events_build(const struct coll_proc *proc, const struct coll_span *sp,
+int coll_events_build(const struct coll_proc *proc, uint32_t pid, const struct coll_span *sp,
                       const char *fallback_host, json_t **start, json_t **stop)
 {
     const char *kind = coll_kind_name(sp->hdr.kind);
@@ -334,6 +334,12 @@ int coll_events_build(const struct coll_proc *proc, const struct coll_span *sp,
         if (coll_info_set_dotted(s_info, "ldprof.truncated", 16, json_true()) < 0)
             goto fail;
     }
+    /* The recording process and thread (docs/formats.md §3.2): what the
+     * Chrome export needs to put spans on their real threads. */
+    if (coll_info_set_dotted(s_info, "thread.pid", 10, json_integer((json_int_t)pid)) < 0 ||
+        coll_info_set_dotted(s_info, "thread.tid", 10,
+                             json_integer((json_int_t)sp->hdr.tid)) < 0)
+        goto fail;
     json_t *host = proc->host.p ? str_value(proc->host.p, proc->host.len)
                                 : json_string(fallback_host ? fallback_host : "");
     if (!host)

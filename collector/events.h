@@ -47,6 +47,8 @@ void coll_ts_fmt_us(int64_t us, char out[32]);
 
 /* Build the events of one span.
  *   proc: the datagram's process fields (host/service/project);
+ *   pid: the sending process (the datagram header's pid: the journal keeps
+ *       only that, so a replayed trace comes out the same);
  *   fallback_host: info.host when the process block has none (the
  *       collector's own hostname: the socket is local), may be NULL ("").
  * On success returns 0 with *start set and *stop set, or NULL for an
@@ -64,8 +66,11 @@ void coll_ts_fmt_us(int64_t us, char out[32]);
  *   - STR: UTF-8 text (invalid sequences become U+FFFD); INT: integer;
  *     JSON: the parsed value (key order kept);
  *   - LDPROF_SPAN_TRUNCATED adds {"ldprof": {"truncated": true}} to the
- *     start info (before host). */
-int coll_events_build(const struct coll_proc *proc, const struct coll_span *sp,
+ *     start info;
+ *   - then the start info gets {"thread": {"pid": pid, "tid": record tid}}
+ *     (dotted "thread.pid"/"thread.tid", so the rules above apply), before
+ *     host. */
+int coll_events_build(const struct coll_proc *proc, uint32_t pid, const struct coll_span *sp,
                       const char *fallback_host, json_t **start, json_t **stop);
 
 /* Set `value` (stolen) at dotted `key` (klen bytes) in object `info` with

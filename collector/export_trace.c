@@ -69,8 +69,10 @@ struct xspan {
     int has_start, has_stop;
     int64_t s_us, e_us; /* absolute; e_us >= s_us */
     int error;
-    long group;         /* service/host group (pid) */
-    long lane;
+    long group;         /* service/host(/pid) group, from 1 */
+    long lane;          /* Chrome tid: the lane, or the real thread id */
+    long rpid, rtid;    /* start info.thread {pid, tid}; 0 when absent */
+    int async;          /* Chrome: async (b/e) instead of a complete event */
 };
 
 struct flat {
@@ -108,6 +110,14 @@ static int flatten(struct flat *f, json_t *nodes, long parent, int depth)
             x->e_us = x->s_us;
         if (x->e_us < x->s_us)
             x->e_us = x->s_us;
+        json_t *th = json_object_get(json_object_get(x->start, "info"), "thread");
+        json_t *tp = json_object_get(th, "pid"), *tt = json_object_get(th, "tid");
+        if (json_is_integer(tp) && json_is_integer(tt) && json_integer_value(tp) > 0 &&
+            json_integer_value(tt) > 0 && json_integer_value(tp) <= INT32_MAX &&
+            json_integer_value(tt) <= INT32_MAX) {
+            x->rpid = (long)json_integer_value(tp);
+            x->rtid = (long)json_integer_value(tt);
+        }
         json_t *et = json_object_get(json_object_get(x->stop, "info"), "etype");
         x->error = et && !json_is_null(et);
         if (x->has_start || x->has_stop) {
@@ -284,28 +294,76 @@ int coll_export_dot(struct coll_buf *out, const char *text, size_t len)
 
 /* ------------------------------------------------------------ groups */
 
-/* Assign a group (1, 2, ...) per distinct service@host in pre-order;
- * returns the groups as a JSON array of "service@host" strings. */
+/* Assign a group (1, 2, ...) in pre-order per distinct service@host, or,
+ * for spans that carry their thread (start info.thread), per distinct
+ * service@host and process id; returns the groups' names as a JSON array
+ * of "service@host" or "service@host (pid N)" strings. */
 static json_t *assign_groups(struct flat *f)
 {
     json_t *names = json_array(), *idx = json_object();
     for (size_t i = 0; i < f->n; i++) {
-        struct coll_buf key;
+        struct xspan *x = &f->v[i];
+        struct coll_buf name, key;
+        coll_buf_init(&name);
         coll_buf_init(&key);
-        coll_buf_printf(&key, "%s@%s", span_service(&f->v[i]), span_host(&f->v[i]));
+        coll_buf_printf(&name, "%s@%s", span_service(x), span_host(x));
+        if (x->rpid > 0)
+            coll_buf_printf(&name, " (pid %ld)", x->rpid);
+        /* the pid first: a service or host cannot make two keys equal */
+        coll_buf_printf(&key, "%ld %s", x->rpid, name.p ? name.p : "@");
         const char *k = key.p ? key.p : "@";
         json_t *g = json_object_get(idx, k);
         if (!g) {
-            json_t *name = json_string(k);
-            json_array_append_new(names, name ? name : json_string("?"));
+            json_t *nm = json_string(name.p ? name.p : "@");
+            json_array_append_new(names, nm ? nm : json_string("?"));
             g = json_integer((json_int_t)json_array_size(names));
             json_object_set_new(idx, k, g);
         }
-        f->v[i].group = (long)json_integer_value(g);
+        x->group = (long)json_integer_value(g);
+        coll_buf_free(&name);
         coll_buf_free(&key);
     }
     json_decref(idx);
     return names;
+}
+
+/* The Chrome pid of each group (array of ngroups): a group of spans with
+ * their thread gets its real process id unless an earlier group took that
+ * number; every other group gets the smallest number still free from 1 up
+ * (so a dump without thread fields numbers its groups 1, 2, ... in
+ * pre-order, as it always did). */
+static long *chrome_pids(const struct flat *f, size_t ngroups)
+{
+    long *pid = calloc(ngroups ? ngroups : 1, sizeof *pid);
+    if (!pid)
+        return NULL;
+    size_t seen = 0; /* groups are numbered in order of their first span */
+    for (size_t i = 0; i < f->n; i++) { /* real pids, first come */
+        const struct xspan *x = &f->v[i];
+        size_t g = (size_t)x->group - 1;
+        if (g < seen)
+            continue;
+        seen = g + 1;
+        if (x->rpid <= 0)
+            continue;
+        int taken = 0;
+        for (size_t h = 0; h < ngroups && !taken; h++)
+            taken = pid[h] == x->rpid;
+        if (!taken)
+            pid[g] = x->rpid;
+    }
+    long next = 1;
+    for (size_t g = 0; g < ngroups; g++) {
+        if (pid[g])
+            continue;
+        for (int taken = 1; taken; next++) {
+            taken = 0;
+            for (size_t h = 0; h < ngroups && !taken; h++)
+                taken = pid[h] == next;
+        }
+        pid[g] = next - 1;
+    }
+    return pid;
 }
 
 /* ------------------------------------------------------------ Chrome */
@@ -324,9 +382,10 @@ static int cmp_start(const void *a, const void *b)
     return ia < ib ? -1 : ia > ib;
 }
 
-/* A lane of one group: a stack of the end times of the open spans. */
+/* A lane of one group (or a real thread: tid > 0): a stack of the end
+ * times of the open spans. */
 struct lane {
-    long group;
+    long group, tid;
     int64_t *ends;
     size_t n, cap;
 };
@@ -355,8 +414,9 @@ static int lane_push(struct lane *L, int64_t e)
     return 0;
 }
 
-/* Lanes numbered from 1 within each group; the parent's lane is tried
- * first, then the group's lanes in order, then a new one. */
+/* For spans without their thread: lanes numbered from 1 within each group;
+ * the parent's lane is tried first, then the group's lanes in order, then
+ * a new one. */
 static int assign_lanes(struct flat *f)
 {
     size_t *order = malloc((f->n ? f->n : 1) * sizeof *order);
@@ -375,6 +435,8 @@ static int assign_lanes(struct flat *f)
     for (size_t k = 0; k < f->n && rc == 0; k++) {
         struct xspan *x = &f->v[order[k]];
         long pick = -1;
+        if (x->rtid > 0)
+            continue; /* assign_threads() */
         if (x->parent >= 0 && f->v[x->parent].group == x->group) {
             long pl = f->v[x->parent].lane; /* index into lanes[], -1: not placed yet */
             if (pl >= 0 && (size_t)pl < nl && lane_fits(&lanes[pl], x->s_us, x->e_us))
@@ -409,13 +471,80 @@ static int assign_lanes(struct flat *f)
     }
     /* store the lane numbers (tids) instead of the indexes */
     for (size_t i = 0; i < f->n && rc == 0; i++)
-        f->v[i].lane = f->v[i].lane >= 0 ? lane_no[f->v[i].lane] : 1;
+        if (f->v[i].rtid <= 0)
+            f->v[i].lane = f->v[i].lane >= 0 ? lane_no[f->v[i].lane] : 1;
     for (size_t l = 0; l < nl; l++)
         free(lanes[l].ends);
     free(lanes);
     free(lane_no);
     free(order);
     return rc;
+}
+
+/* For spans with their thread: tid = the real thread id.  In start order,
+ * a span that nests in the innermost open complete event of its thread (or
+ * finds the thread idle) is a complete event too; one that overlaps it
+ * without nesting (requests interleaved on one event-loop thread, async
+ * client calls that outlive their siblings), or whose parent on the same
+ * thread is async, becomes an async event.  The threads, in order of their
+ * first span, are returned in *threads (indexes of a span of each). */
+static int assign_threads(struct flat *f, size_t **threads, size_t *nthreads)
+{
+    size_t *order = malloc((f->n ? f->n : 1) * sizeof *order);
+    size_t *first = malloc((f->n ? f->n : 1) * sizeof *first);
+    struct lane *th = NULL;
+    size_t nt = 0;
+    int rc = 0;
+    *threads = NULL;
+    *nthreads = 0;
+    if (!order || !first) {
+        free(order);
+        free(first);
+        return -1;
+    }
+    for (size_t i = 0; i < f->n; i++)
+        order[i] = i;
+    g_flat = f;
+    qsort(order, f->n, sizeof *order, cmp_start);
+    for (size_t k = 0; k < f->n && rc == 0; k++) {
+        struct xspan *x = &f->v[order[k]];
+        if (x->rtid <= 0)
+            continue;
+        size_t t = 0;
+        while (t < nt && (th[t].group != x->group || th[t].tid != x->rtid))
+            t++;
+        if (t == nt) {
+            struct lane *nv = realloc(th, (nt + 1) * sizeof *nv);
+            if (!nv) {
+                rc = -1;
+                break;
+            }
+            th = nv;
+            memset(&th[nt], 0, sizeof th[nt]);
+            th[nt].group = x->group;
+            th[nt].tid = x->rtid;
+            first[nt++] = order[k];
+        }
+        x->lane = x->rtid;
+        const struct xspan *p = x->parent >= 0 ? &f->v[x->parent] : NULL;
+        if (p && p->async && p->group == x->group && p->rtid == x->rtid)
+            x->async = 1;
+        else if (lane_fits(&th[t], x->s_us, x->e_us))
+            rc = lane_push(&th[t], x->e_us);
+        else
+            x->async = 1;
+    }
+    for (size_t t = 0; t < nt; t++)
+        free(th[t].ends);
+    free(th);
+    free(order);
+    if (rc < 0) {
+        free(first);
+        return -1;
+    }
+    *threads = first;
+    *nthreads = nt;
+    return 0;
 }
 
 /* Merge `src` into `dst`: objects on both sides merge, otherwise src wins. */
@@ -467,17 +596,34 @@ int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
         return -1;
     }
     json_t *groups = assign_groups(&f);
-    int rc = assign_lanes(&f);
+    size_t *threads = NULL, nthreads = 0;
+    long *cpid = chrome_pids(&f, json_array_size(groups));
+    int rc = cpid ? assign_lanes(&f) : -1;
+    if (rc == 0)
+        rc = assign_threads(&f, &threads, &nthreads);
     json_t *evs = json_array();
     for (size_t g = 0; g < json_array_size(groups) && rc == 0; g++) {
         json_t *m = json_object();
         json_object_set_new(m, "name", json_string("process_name"));
         json_object_set_new(m, "ph", json_string("M"));
-        json_object_set_new(m, "pid", json_integer((json_int_t)g + 1));
+        json_object_set_new(m, "pid", json_integer(cpid[g]));
         json_object_set_new(m, "tid", json_integer(0));
         json_t *a = json_object();
         json_object_set(a, "name", json_array_get(groups, g));
         json_object_set_new(m, "args", a);
+        json_array_append_new(evs, m);
+    }
+    for (size_t t = 0; t < nthreads && rc == 0; t++) {
+        const struct xspan *x = &f.v[threads[t]];
+        char tn[48];
+        snprintf(tn, sizeof tn, "%s %ld", x->rtid == x->rpid ? "main thread" : "thread",
+                 x->rtid);
+        json_t *m = json_object();
+        json_object_set_new(m, "name", json_string("thread_name"));
+        json_object_set_new(m, "ph", json_string("M"));
+        json_object_set_new(m, "pid", json_integer(cpid[x->group - 1]));
+        json_object_set_new(m, "tid", json_integer(x->rtid));
+        json_object_set_new(m, "args", json_pack("{s:s}", "name", tn));
         json_array_append_new(evs, m);
     }
     for (size_t i = 0; i < f.n && rc == 0; i++) {
@@ -495,13 +641,33 @@ int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
         json_object_set_new(e, "name", json_string(nm.p ? nm.p : ""));
         coll_buf_free(&nm);
         json_object_set_new(e, "cat", json_string(n));
-        json_object_set_new(e, "ph", json_string("X"));
+        if (!x->async) {
+            json_object_set_new(e, "ph", json_string("X"));
+            json_object_set_new(e, "ts", json_integer(x->s_us - f.min_us));
+            json_object_set_new(e, "dur", json_integer(x->e_us - x->s_us));
+            json_object_set_new(e, "pid", json_integer(cpid[x->group - 1]));
+            json_object_set_new(e, "tid", json_integer(x->lane));
+            json_object_set_new(e, "args", span_args(x));
+            json_array_append_new(evs, e);
+            continue;
+        }
+        /* async: a "b"/"e" pair with the span id, on the span's thread */
+        json_t *id = json_object_get(x->node, "trace_id");
+        json_t *end = json_deep_copy(e); /* name, cat */
+        json_object_set_new(e, "ph", json_string("b"));
         json_object_set_new(e, "ts", json_integer(x->s_us - f.min_us));
-        json_object_set_new(e, "dur", json_integer(x->e_us - x->s_us));
-        json_object_set_new(e, "pid", json_integer(x->group));
-        json_object_set_new(e, "tid", json_integer(x->lane));
+        json_object_set_new(end, "ph", json_string("e"));
+        json_object_set_new(end, "ts", json_integer(x->e_us - f.min_us));
+        json_t *both[2] = {e, end};
+        for (int k = 0; k < 2; k++) {
+            json_object_set_new(both[k], "pid", json_integer(cpid[x->group - 1]));
+            json_object_set_new(both[k], "tid", json_integer(x->lane));
+            json_object_set_new(both[k], "id", json_is_string(id) ? json_incref(id)
+                                                                  : json_sprintf("span-%zu", i));
+        }
         json_object_set_new(e, "args", span_args(x));
         json_array_append_new(evs, e);
+        json_array_append_new(evs, end);
     }
     if (rc == 0) {
         json_t *doc = json_object();
@@ -514,6 +680,8 @@ int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
         json_decref(evs);
     }
     json_decref(groups);
+    free(cpid);
+    free(threads);
     free(f.v);
     json_decref(r);
     return rc < 0 || out->oom ? -1 : 0;

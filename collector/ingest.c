@@ -26,6 +26,7 @@ struct rproc {
 struct rent {
     struct rproc *proc;
     uint32_t len;
+    uint32_t pid; /* the datagram header's */
 };
 
 /* The records of one trace, back to back in one block grown by half its
@@ -199,6 +200,7 @@ int coll_raw_add(struct coll_trace *t, const struct coll_dec *d, const struct co
     struct rent *e = (struct rent *)(void *)(r->data + r->used);
     e->proc = p;
     e->len = (uint32_t)len;
+    e->pid = d->hdr.pid;
     /* The record head as it was on the wire, then its info bytes. */
     memcpy((unsigned char *)(e + 1), sp->info - sizeof(struct ldprof_wire_span), len);
     r->used += need;
@@ -235,7 +237,7 @@ int coll_trace_realize(struct coll_trace *t)
         struct coll_span sp;
         json_t *start, *stop;
         coll_decode_record((const uint8_t *)(e + 1), &sp);
-        if (coll_events_build(&e->proc->p, &sp, fallback_host, &start, &stop) < 0) {
+        if (coll_events_build(&e->proc->p, e->pid, &sp, fallback_host, &start, &stop) < 0) {
             rc = -1;
         } else {
             if (coll_trace_add_span(t, start, stop) < 0)

@@ -663,7 +663,7 @@ static void add_span(struct srv *s, const struct coll_dec *d, const struct coll_
             coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
     } else {
         json_t *start = NULL, *stop = NULL;
-        if (coll_events_build(&d->proc, sp, s->host, &start, &stop) < 0 ||
+        if (coll_events_build(&d->proc, d->hdr.pid, sp, s->host, &start, &stop) < 0 ||
             coll_trace_add_span(t, start, stop) < 0)
             coll_log(COLL_LOG_ERROR, "event=bad_span base_id=%s", base_id);
         json_decref(start);
@@ -790,7 +790,7 @@ static void redis_push_dgram(struct srv *s, const struct coll_dec *d, uint64_t n
     if (!ev || !ids)
         goto oom;
     while (coll_decode_next(&it, &sp)) {
-        if (coll_events_build(&d->proc, &sp, s->host, &ev[2 * i], &ev[2 * i + 1]) < 0)
+        if (coll_events_build(&d->proc, d->hdr.pid, &sp, s->host, &ev[2 * i], &ev[2 * i + 1]) < 0)
             goto oom;
         coll_uuid_fmt(sp.hdr.base_id, ids[i]);
         i++;

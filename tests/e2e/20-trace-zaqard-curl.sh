@@ -102,9 +102,12 @@ jq_expect "$DUMP" "$JQ_SPANS [core_spans | . as \$s | (.start, .stop)
 step "dump: the wsgi span is the request zaqard received"
 jq_expect "$DUMP" "$JQ_SPANS spans | select(.name == \"wsgi\") | .start.info.request" \
     "{\"path\": \"$PATH_\", \"query\": \"$QUERY\", \"method\": \"POST\", \"scheme\": \"http\"}" "wsgi request"
-# OSProfiler's key order: path, query, method, scheme; info.host last
+# OSProfiler's key order: path, query, method, scheme; info.host last, after
+# ldprof's own info.thread (the recording process and thread)
 jq_expect "$DUMP" "$JQ_SPANS [spans | select(.name == \"wsgi\") | (.start.info | keys_unsorted), (.start.info.request | keys_unsorted), (.stop.info | keys_unsorted | last)]" \
-    '[["request", "host"], ["path", "query", "method", "scheme"], "host"]' "wsgi info keys"
+    '[["request", "thread", "host"], ["path", "query", "method", "scheme"], "host"]' "wsgi info keys"
+jq_expect "$DUMP" "$JQ_SPANS [spans | select(.name == \"wsgi\") | .start.info.thread | (.pid == ${ZQ_PID[zq]}), (.tid | type == \"number\" and . > 0)]" \
+    '[true, true]' "wsgi info.thread: zaqard's pid and a thread id"
 
 step "dump: the client's http span (request sent, status 201)"
 PORT=${URL##*:}

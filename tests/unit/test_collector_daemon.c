@@ -283,7 +283,7 @@ static char *expected_dump(struct dg **dgs, size_t n)
         cr_assert_eq(coll_decode(&d, dgs[i]->b.buf, dgs[i]->len), 0, "%s", d.errstr);
         while (coll_decode_next(&d, &sp)) {
             json_t *s, *e;
-            cr_assert_eq(coll_events_build(&d.proc, &sp, "unused", &s, &e), 0);
+            cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "unused", &s, &e), 0);
             coll_trace_add_span(t, s, e);
             json_decref(s);
             json_decref(e);
@@ -730,7 +730,7 @@ static char *expected_marked(struct dg **dgs, size_t n, uint64_t cut, size_t lim
         cr_assert_eq(coll_decode(&d, dgs[i]->b.buf, dgs[i]->len), 0, "%s", d.errstr);
         while (coll_decode_next(&d, &sp)) {
             json_t *s, *e;
-            cr_assert_eq(coll_events_build(&d.proc, &sp, "unused", &s, &e), 0);
+            cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "unused", &s, &e), 0);
             coll_trace_add_span(t, s, e);
             json_decref(s);
             json_decref(e);

@@ -540,7 +540,7 @@ static int exercise(const uint8_t *p, size_t len)
         while (coll_tlv_next(&it, &t))
             cr_assert(t.key.len >= 1);
         json_t *s = NULL, *e = NULL;
-        cr_assert_eq(coll_events_build(&d.proc, &sp, "fallback", &s, &e), 0);
+        cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "fallback", &s, &e), 0);
         cr_assert_not_null(s);
         cr_assert_eq(e == NULL, (sp.hdr.flags & LDPROF_SPAN_UNFINISHED) != 0);
         json_decref(s);

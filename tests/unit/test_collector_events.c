@@ -59,7 +59,30 @@ static void events_of(size_t len, const char *fallback, json_t **start, json_t *
     struct coll_span sp;
     cr_assert_eq(coll_decode(&d, B.buf, len), 0, "%s", d.errstr);
     cr_assert_eq(coll_decode_next(&d, &sp), 1);
-    cr_assert_eq(coll_events_build(&d.proc, &sp, fallback, start, stop), 0);
+    cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, fallback, start, stop), 0);
+}
+
+/* The start event's info.thread is ldprof's own field (OSProfiler's events
+ * have none): check it is {"pid": pid, "tid": 777 (wire_build's)} right
+ * before "host", then take it out so the rest compares byte for byte with
+ * what OSProfiler stored. */
+static void take_thread(json_t *start, uint32_t pid)
+{
+    json_t *info = json_object_get(start, "info");
+    char *t = compact(json_object_get(info, "thread"));
+    char want[64];
+    snprintf(want, sizeof want, "{\"pid\": %u, \"tid\": 777}", pid);
+    cr_assert_str_eq(t, want);
+    free(t);
+    const char *key, *prev = NULL;
+    json_t *v;
+    json_object_foreach(info, key, v) {
+        if (strcmp(key, "host") == 0)
+            break;
+        prev = key;
+    }
+    cr_assert(prev && strcmp(prev, "thread") == 0, "thread is not right before host");
+    cr_assert_eq(json_object_del(info, "thread"), 0);
 }
 
 static void id_from(uint8_t out[16], const char *text)
@@ -92,6 +115,7 @@ Test(collector_events, wsgi_span_matches_osprofiler_redis_bytes)
     wb_span_end(&B);
     json_t *s, *e;
     events_of(wb_finish(&B), NULL, &s, &e);
+    take_thread(s, 1);
     char *js = compact(s), *je = compact(e);
     cr_assert_str_eq(js, redis_entry(rep, "trace_synthetic", 10));
     cr_assert_str_eq(je, redis_entry(rep, "trace_synthetic", 0));
@@ -122,6 +146,7 @@ Test(collector_events, db_error_span_matches_osprofiler_redis_bytes)
     wb_span_end(&B);
     json_t *s, *e;
     events_of(wb_finish(&B), NULL, &s, &e);
+    take_thread(s, 1);
     char *js = compact(s), *je = compact(e);
     cr_assert_str_eq(js, redis_entry(rep, "trace_synthetic", 8));
     cr_assert_str_eq(je, redis_entry(rep, "trace_synthetic", 4));
@@ -141,6 +166,7 @@ Test(collector_events, db_error_span_matches_osprofiler_redis_bytes)
     wb_json(&B, 0, "db.params", "{}");
     wb_span_end(&B);
     events_of(wb_finish(&B), NULL, &s, &e);
+    take_thread(s, 2);
     js = compact(s);
     je = compact(e);
     cr_assert_str_eq(js, redis_entry(rep, "trace_synthetic", 7));
@@ -170,6 +196,7 @@ Test(collector_events, tiny_vector_null_project_service_nonascii_host)
     json_t *s, *e;
     events_of(wb_finish(&B), NULL, &s, &e);
     cr_assert_null(e, "an unfinished span has no stop event");
+    take_thread(s, 1);
     char *js = compact(s);
     cr_assert_str_eq(js, redis_entry(rep, "trace_tiny", 0));
     free(js);
@@ -197,7 +224,8 @@ Test(collector_events, key_order_and_stop_fields)
                          "\"trace_id\": \"11111111-0000-4000-8000-000000000001\", \"parent_id\": "
                          "\"22222222-0000-4000-8000-000000000002\", \"timestamp\": "
                          "\"2024-01-02T03:04:05.000000\", \"info\": {\"z\": \"1\", \"a\": \"2\", "
-                         "\"big\": 9007199254740993, \"host\": \"fallback-host\"}, \"project\": null, "
+                         "\"big\": 9007199254740993, \"thread\": {\"pid\": 1, \"tid\": 777}, "
+                         "\"host\": \"fallback-host\"}, \"project\": null, "
                          "\"service\": \"svc\"}");
     cr_assert_str_eq(je, "{\"name\": \"redis-stop\", \"base_id\": \"11111111-0000-4000-8000-000000000001\", "
                          "\"trace_id\": \"11111111-0000-4000-8000-000000000001\", \"parent_id\": "
@@ -240,7 +268,7 @@ Test(collector_events, nesting_rules)
     cr_assert_str_eq(i, "{\"request\": {\"path\": \"/q\", \"headers\": {\"accept\": \"*/*\"}}, "
                         "\"x\": \"scalar\", \"x.y\": \"flat\", \"doc\": {\"b\": 1, \"a\": [2, 3], "
                         "\"c\": true}, \"host\": \"h\", \"last\": \"1\", \"ldprof\": "
-                        "{\"truncated\": true}}");
+                        "{\"truncated\": true}, \"thread\": {\"pid\": 1, \"tid\": 777}}");
     free(i);
     i = info_of(e);
     cr_assert_str_eq(i, "{\"host\": \"h\"}");
@@ -261,7 +289,8 @@ Test(collector_events, string_values_are_escaped_and_sanitised)
     events_of(wb_finish(&B), NULL, &s, &e);
     char *i = info_of(s);
     cr_assert_str_eq(i, "{\"db\": {\"statement\": \"q\\\"\\\\\\n\\u0001\\u007f\\u00e9\\ud83d\\ude00"
-                        "\\ufffd\\u0000end\"}, \"host\": \"h\"}");
+                        "\\ufffd\\u0000end\"}, \"thread\": {\"pid\": 1, \"tid\": 777}, "
+                        "\"host\": \"h\"}");
     free(i);
     json_decref(e);
 }

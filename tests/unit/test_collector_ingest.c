@@ -92,7 +92,7 @@ static void add_all(struct coll_trace *t, const void *buf, size_t len, int raw)
             cr_assert_eq(coll_raw_add(t, &d, &sp), 0);
         } else {
             json_t *start, *stop;
-            cr_assert_eq(coll_events_build(&d.proc, &sp, "fallback-host", &start, &stop), 0);
+            cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "fallback-host", &start, &stop), 0);
             cr_assert_geq(coll_trace_add_span(t, start, stop), 0);
             json_decref(start);
             json_decref(stop);
@@ -369,7 +369,7 @@ Test(collector_ingest, daemon_replays_lines_and_datagrams)
     cr_assert_eq(coll_decode(&d, a.buf, la), 0);
     cr_assert(coll_decode_next(&d, &sp));
     json_t *start, *stop;
-    cr_assert_eq(coll_events_build(&d.proc, &sp, "fallback-host", &start, &stop), 0);
+    cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "fallback-host", &start, &stop), 0);
     struct coll_buf line;
     coll_buf_init(&line);
     char base[37];
