@@ -26,21 +26,6 @@ static const char *str_or(json_t *v, const char *dflt)
     return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
-/* The raw event meta.raw_payload.<name><suffix> of a node's info. */
-static json_t *payload(json_t *info, const char *suffix)
-{
-    const char *key;
-    json_t *val;
-    size_t sl = strlen(suffix);
-    json_object_foreach(info, key, val) {
-        size_t kl = strlen(key);
-        if (strncmp(key, "meta.raw_payload.", 17) == 0 && kl >= 17 + sl &&
-            strcmp(key + kl - sl, suffix) == 0)
-            return val;
-    }
-    return NULL;
-}
-
 static int ts_of(json_t *ev, int64_t *us)
 {
     json_t *ts = json_object_get(ev, "timestamp");
@@ -80,8 +65,8 @@ static int flatten(struct hflat *f, json_t *nodes, long parent, int depth)
         memset(x, 0, sizeof *x);
         json_t *info = json_object_get(node, "info");
         x->node = node;
-        x->start = payload(info, "-start");
-        x->stop = payload(info, "-stop");
+        x->start = coll_node_payload(info, "-start");
+        x->stop = coll_node_payload(info, "-stop");
         x->parent = parent;
         x->has_start = x->start && ts_of(x->start, &x->s_us) == 0;
         x->has_stop = x->stop && ts_of(x->stop, &x->e_us) == 0;

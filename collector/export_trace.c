@@ -35,20 +35,6 @@ static json_t *load_report(const char *text, size_t len)
     return r;
 }
 
-static json_t *payload(json_t *info, const char *suffix)
-{
-    const char *key;
-    json_t *val;
-    size_t sl = strlen(suffix);
-    json_object_foreach(info, key, val) {
-        size_t kl = strlen(key);
-        if (strncmp(key, "meta.raw_payload.", 17) == 0 && kl >= 17 + sl &&
-            strcmp(key + kl - sl, suffix) == 0)
-            return val;
-    }
-    return NULL;
-}
-
 static const char *str_or(json_t *v, const char *dflt)
 {
     return json_is_string(v) ? json_string_value(v) : dflt;
@@ -99,8 +85,8 @@ static int flatten(struct flat *f, json_t *nodes, long parent, int depth)
         memset(x, 0, sizeof *x);
         x->node = node;
         x->info = json_object_get(node, "info");
-        x->start = payload(x->info, "-start");
-        x->stop = payload(x->info, "-stop");
+        x->start = coll_node_payload(x->info, "-start");
+        x->stop = coll_node_payload(x->info, "-stop");
         x->parent = parent;
         x->has_start = x->start && ts_of(x->start, &x->s_us) == 0;
         x->has_stop = x->stop && ts_of(x->stop, &x->e_us) == 0;
@@ -237,7 +223,7 @@ static void dot_label(struct coll_buf *raw, json_t *info)
     int64_t s = json_integer_value(json_object_get(info, "started"));
     int64_t f = json_integer_value(json_object_get(info, "finished"));
     coll_buf_printf(raw, " - %lld ms", (long long)(f - s));
-    json_t *sinfo = json_object_get(payload(info, "-start"), "info");
+    json_t *sinfo = json_object_get(coll_node_payload(info, "-start"), "info");
     if (strcmp(name, "wsgi") == 0) {
         json_t *req = json_object_get(sinfo, "request");
         coll_buf_addc(raw, '\001');

@@ -49,7 +49,7 @@ static void add_value(struct coll_buf *b, json_t *v, size_t max)
     }
 }
 
-static json_t *payload(json_t *info, const char *suffix)
+json_t *coll_node_payload(json_t *info, const char *suffix)
 {
     const char *key;
     json_t *val;
@@ -89,7 +89,7 @@ static int first_leaf(struct coll_buf *b, json_t *obj, const char *prefix)
 /* "GET /path?q", the SQL text, or the first field. */
 static void span_detail(struct coll_buf *b, json_t *info)
 {
-    json_t *start = payload(info, "-start");
+    json_t *start = coll_node_payload(info, "-start");
     json_t *sinfo = json_object_get(start, "info");
     json_t *req = json_object_get(sinfo, "request");
     json_t *db = json_object_get(sinfo, "db");
@@ -153,7 +153,7 @@ static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, size_t *er
         const char *key;
         json_t *val;
         (*count)++;
-        json_t *et = json_object_get(json_object_get(payload(info, "-stop"), "info"), "etype");
+        json_t *et = json_object_get(json_object_get(coll_node_payload(info, "-stop"), "info"), "etype");
         if (errors && et && !json_is_null(et))
             (*errors)++;
         json_object_foreach(info, key, val) {
@@ -304,7 +304,7 @@ static void tree_nodes(struct tree_ctx *t, json_t *nodes, int depth)
             if (b.p)
                 b.p[mark] = '\0';
         }
-        json_t *stop = payload(info, "-stop");
+        json_t *stop = coll_node_payload(info, "-stop");
         json_t *sinfo = json_object_get(stop, "info");
         json_t *etype = json_object_get(sinfo, "etype");
         if (!stop) {
@@ -340,7 +340,7 @@ int coll_render_tree(FILE *out, const char *text, size_t len, int bar_width)
         .width = bar_width < 10 ? 10 : bar_width,
     };
     json_t *first = json_array_get(children, 0);
-    json_t *fp = first ? payload(json_object_get(first, "info"), "") : NULL;
+    json_t *fp = first ? coll_node_payload(json_object_get(first, "info"), "") : NULL;
     char ts[32] = "?";
     if (min_us != INT64_MAX)
         coll_ts_fmt_us(min_us, ts);

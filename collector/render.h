@@ -24,6 +24,10 @@ struct coll_summary {
     size_t errors;       /* spans whose stop event has an etype */
 };
 
+/* The raw event meta.raw_payload.<name><suffix> of a report node's info
+ * (suffix "-start", "-stop", or "" for the first one), or NULL. */
+json_t *coll_node_payload(json_t *info, const char *suffix);
+
 /* Summarise one dump (the text of <base_id>.json).  0, or -1 when it is
  * not a report. */
 int coll_summary_from_dump(const char *text, size_t len, struct coll_summary *s);
