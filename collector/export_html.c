@@ -17,74 +17,12 @@
 #include <string.h>
 
 #include "events.h"
+#include "export_flat.h"
 #include "render.h"
-
-#define MAX_DEPTH 10000 /* as the other exports: deeper nodes are left out */
 
 static const char *str_or(json_t *v, const char *dflt)
 {
     return json_is_string(v) ? json_string_value(v) : dflt;
-}
-
-static int ts_of(json_t *ev, int64_t *us)
-{
-    json_t *ts = json_object_get(ev, "timestamp");
-    if (!json_is_string(ts))
-        return -1;
-    return coll_ts_parse(json_string_value(ts), json_string_length(ts), us);
-}
-
-struct hspan {
-    json_t *node, *start, *stop;
-    long parent;
-    int has_start, has_stop;
-    int64_t s_us, e_us;
-};
-
-struct hflat {
-    struct hspan *v;
-    size_t n, cap;
-    int64_t min_us, max_us;
-};
-
-static int flatten(struct hflat *f, json_t *nodes, long parent, int depth)
-{
-    if (depth > MAX_DEPTH)
-        return 0;
-    for (size_t i = 0; i < json_array_size(nodes); i++) {
-        json_t *node = json_array_get(nodes, i);
-        if (f->n == f->cap) {
-            size_t nc = f->cap ? f->cap * 2 : 64;
-            struct hspan *nv = realloc(f->v, nc * sizeof *nv);
-            if (!nv)
-                return -1;
-            f->v = nv;
-            f->cap = nc;
-        }
-        struct hspan *x = &f->v[f->n];
-        memset(x, 0, sizeof *x);
-        json_t *info = json_object_get(node, "info");
-        x->node = node;
-        x->start = coll_node_payload(info, "-start");
-        x->stop = coll_node_payload(info, "-stop");
-        x->parent = parent;
-        x->has_start = x->start && ts_of(x->start, &x->s_us) == 0;
-        x->has_stop = x->stop && ts_of(x->stop, &x->e_us) == 0;
-        if (!x->has_start && x->has_stop)
-            x->s_us = x->e_us;
-        if (!x->has_stop || x->e_us < x->s_us)
-            x->e_us = x->s_us;
-        if (x->has_start || x->has_stop) {
-            if (x->s_us < f->min_us)
-                f->min_us = x->s_us;
-            if (x->e_us > f->max_us)
-                f->max_us = x->e_us;
-        }
-        long me = (long)f->n++;
-        if (flatten(f, json_object_get(node, "children"), me, depth + 1) < 0)
-            return -1;
-    }
-    return 0;
 }
 
 /* A value of the node's info as a string or null. */
@@ -99,7 +37,7 @@ static json_t *info_or_empty(json_t *ev)
     return json_is_object(i) ? json_incref(i) : json_object();
 }
 
-static json_t *span_json(const struct hflat *f, const struct hspan *x, size_t *errors)
+static json_t *span_json(const struct flat *f, const struct xspan *x, size_t *errors)
 {
     json_t *info = json_object_get(x->node, "info");
     json_t *o = json_object();
@@ -447,19 +385,17 @@ int coll_export_html(struct coll_buf *out, const char *text, size_t len)
         json_decref(r);
         return -1;
     }
-    struct hflat f = {.min_us = INT64_MAX, .max_us = INT64_MIN};
-    if (flatten(&f, json_object_get(r, "children"), -1, 0) < 0) {
+    struct flat f;
+    if (coll_flat_load(&f, r) < 0) {
         free(f.v);
         json_decref(r);
         return -1;
     }
-    if (f.min_us == INT64_MAX)
-        f.min_us = f.max_us = 0;
     json_t *spans = json_array();
     size_t errors = 0;
     const char *base = NULL;
     for (size_t i = 0; i < f.n; i++) {
-        struct hspan *x = &f.v[i];
+        struct xspan *x = &f.v[i];
         if (!base)
             base = str_or(json_object_get(x->start ? x->start : x->stop, "base_id"), NULL);
         json_array_append_new(spans, span_json(&f, x, &errors));

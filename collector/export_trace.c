@@ -16,8 +16,7 @@
 #include <time.h>
 
 #include "events.h"
-
-#define MAX_DEPTH 10000
+#include "export_flat.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -38,101 +37,6 @@ static json_t *load_report(const char *text, size_t len)
 static const char *str_or(json_t *v, const char *dflt)
 {
     return json_is_string(v) ? json_string_value(v) : dflt;
-}
-
-static int ts_of(json_t *ev, int64_t *us)
-{
-    json_t *ts = json_object_get(ev, "timestamp");
-    if (!json_is_string(ts))
-        return -1;
-    return coll_ts_parse(json_string_value(ts), json_string_length(ts), us);
-}
-
-/* One span of the tree, flattened in DFS pre-order. */
-struct xspan {
-    json_t *node, *info, *start, *stop;
-    long parent;        /* index in the flat array, -1 for top level */
-    int has_start, has_stop;
-    int64_t s_us, e_us; /* absolute; e_us >= s_us */
-    int error;
-    long group;         /* service/host(/pid) group, from 1 */
-    long lane;          /* Chrome tid: the lane, or the real thread id */
-    long rpid, rtid;    /* start info.thread {pid, tid}; 0 when absent */
-    int async;          /* Chrome: async (b/e) instead of a complete event */
-};
-
-struct flat {
-    struct xspan *v;
-    size_t n, cap;
-    int64_t min_us, max_us;
-};
-
-static int flatten(struct flat *f, json_t *nodes, long parent, int depth)
-{
-    if (depth > MAX_DEPTH)
-        return 0;
-    for (size_t i = 0; i < json_array_size(nodes); i++) {
-        json_t *node = json_array_get(nodes, i);
-        if (f->n == f->cap) {
-            size_t nc = f->cap ? f->cap * 2 : 32;
-            struct xspan *nv = realloc(f->v, nc * sizeof *nv);
-            if (!nv)
-                return -1;
-            f->v = nv;
-            f->cap = nc;
-        }
-        struct xspan *x = &f->v[f->n];
-        memset(x, 0, sizeof *x);
-        x->node = node;
-        x->info = json_object_get(node, "info");
-        x->start = coll_node_payload(x->info, "-start");
-        x->stop = coll_node_payload(x->info, "-stop");
-        x->parent = parent;
-        x->has_start = x->start && ts_of(x->start, &x->s_us) == 0;
-        x->has_stop = x->stop && ts_of(x->stop, &x->e_us) == 0;
-        if (!x->has_start && x->has_stop)
-            x->s_us = x->e_us;
-        if (!x->has_stop)
-            x->e_us = x->s_us;
-        if (x->e_us < x->s_us)
-            x->e_us = x->s_us;
-        json_t *th = json_object_get(json_object_get(x->start, "info"), "thread");
-        json_t *tp = json_object_get(th, "pid"), *tt = json_object_get(th, "tid");
-        if (json_is_integer(tp) && json_is_integer(tt) && json_integer_value(tp) > 0 &&
-            json_integer_value(tt) > 0 && json_integer_value(tp) <= INT32_MAX &&
-            json_integer_value(tt) <= INT32_MAX) {
-            x->rpid = (long)json_integer_value(tp);
-            x->rtid = (long)json_integer_value(tt);
-        }
-        json_t *et = json_object_get(json_object_get(x->stop, "info"), "etype");
-        x->error = et && !json_is_null(et);
-        if (x->has_start || x->has_stop) {
-            if (x->s_us < f->min_us)
-                f->min_us = x->s_us;
-            if (x->e_us > f->max_us)
-                f->max_us = x->e_us;
-        }
-        long me = (long)f->n++;
-        if (flatten(f, json_object_get(node, "children"), me, depth + 1) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int flat_load(struct flat *f, json_t *report)
-{
-    memset(f, 0, sizeof *f);
-    f->min_us = INT64_MAX;
-    f->max_us = INT64_MIN;
-    if (flatten(f, json_object_get(report, "children"), -1, 0) < 0)
-        return -1;
-    if (f->min_us == INT64_MAX)
-        f->min_us = f->max_us = 0;
-    /* spans without any timestamp sit at the trace start */
-    for (size_t i = 0; i < f->n; i++)
-        if (!f->v[i].has_start && !f->v[i].has_stop)
-            f->v[i].s_us = f->v[i].e_us = f->min_us;
-    return 0;
 }
 
 /* service / host of a span: the node's fields, else the start event's. */
@@ -244,7 +148,7 @@ static void dot_label(struct coll_buf *raw, json_t *info)
 
 static void dot_nodes(struct coll_buf *out, json_t *nodes, long parent, long *next, int depth)
 {
-    if (depth > MAX_DEPTH)
+    if (depth > COLL_EXPORT_MAX_DEPTH)
         return;
     for (size_t i = 0; i < json_array_size(nodes); i++) {
         json_t *node = json_array_get(nodes, i);
@@ -576,7 +480,7 @@ int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
     if (!r)
         return -1;
     struct flat f;
-    if (flat_load(&f, r) < 0) {
+    if (coll_flat_load(&f, r) < 0) {
         free(f.v);
         json_decref(r);
         return -1;
@@ -812,7 +716,7 @@ int coll_export_otlp(struct coll_buf *out, const char *text, size_t len)
     if (!r)
         return -1;
     struct flat f;
-    if (flat_load(&f, r) < 0) {
+    if (coll_flat_load(&f, r) < 0) {
         free(f.v);
         json_decref(r);
         return -1;
@@ -950,7 +854,7 @@ int coll_parse_since(const char *s, int64_t now_us, int64_t *out_us)
 
 static int name_in_tree(json_t *nodes, const char *sub, int depth)
 {
-    if (depth > MAX_DEPTH)
+    if (depth > COLL_EXPORT_MAX_DEPTH)
         return 0;
     for (size_t i = 0; i < json_array_size(nodes); i++) {
         json_t *node = json_array_get(nodes, i);
