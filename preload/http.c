@@ -214,12 +214,14 @@ static void fail_all_pending(struct http_fd *h, const char *etype, const char *m
  * line ends, header names of letters, digits, '-', '_', '.' followed by
  * ':', values of printable ASCII and tabs, at most one Content-Length of
  * 1-18 digits (leading blanks allowed), no Transfer-Encoding, Connection,
- * Proxy-Connection, Upgrade or X-Trace-* header, and the whole head in one
- * buffer of at most FAST_HEAD_MAX bytes.  Anything else goes to the
- * parser, which the fast path leaves (and takes back only) at a message
- * start.  A request with an X-Trace-* header always goes to the parser (it
- * captures them), so a traced request's span opens exactly as before; the
- * fast path ends it, like the parser, with the last byte of its response.
+ * Proxy-Connection or Upgrade header, and the whole head in one buffer of
+ * at most FAST_HEAD_MAX bytes.  Of the X-Trace-* headers, only requests'
+ * X-Trace-Info and X-Trace-HMAC are taken, each at most once and with a
+ * value without inner or trailing blanks (fast_trace_value); the fast path
+ * then opens the wsgi span with the same bytes the parser callbacks would
+ * have captured (open_wsgi_span).  Anything else goes to the parser, which
+ * the fast path leaves (and takes back only) at a message start.  Either
+ * ends a traced request's span with the last byte of its response.
  * tests/unit/test_preload_http.c (fast_*) compares both on the same streams.
  */
 #define FAST_HEAD_MAX 8192
@@ -227,6 +229,10 @@ static void fail_all_pending(struct http_fd *h, const char *etype, const char *m
 struct fast_head {
     uint64_t cl;     /* Content-Length */
     uint8_t have_cl; /* there was one */
+    /* requests: the values of X-Trace-Info / X-Trace-HMAC, as
+     * rx_on_header_value captures them (NULL: no such header) */
+    const char *info, *hmac;
+    size_t info_len, hmac_len;
 };
 
 static inline int fast_tchar(char c)
@@ -267,13 +273,43 @@ static int fast_text_ok(const char *s, const char *e)
     return 1;
 }
 
+/*
+ * The value of a trace header on the line [@v, @eol): taken when it is what
+ * http_parser hands rx_on_header_value whole, i.e. the bytes after the
+ * leading blanks up to the CR, with no blank at all in it (http_parser's
+ * handling of inner and trailing blanks, empty values and obs-fold is left
+ * to it), no longer than @cap (longer: capture() refuses it) and the first
+ * header of its name (a repeated one is ambiguous).  NULL: not taken.
+ */
+static const char *fast_trace_value(const char *v, const char *eol, size_t cap,
+                                    const char *seen, size_t *len)
+{
+    const char *e = eol - 1, *c;
+
+    if (seen != NULL)
+        return NULL;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    if (v == e || (size_t)(e - v) > cap)
+        return NULL;
+    for (c = v; c < e; c++)
+        if (*c == ' ' || *c == '\t')
+            return NULL;
+    *len = (size_t)(e - v);
+    return v;
+}
+
 /* Header lines from @p up to and including the blank line, within @end.
  * Returns the end of the head, or NULL when it is not all there or not in
- * the fast path's subset. */
-static const char *fast_headers(const char *p, const char *end, struct fast_head *fh)
+ * the fast path's subset.  With @trace (requests), X-Trace-Info and
+ * X-Trace-HMAC are taken (fast_trace_value); other X-Trace-* names, and
+ * any X-Trace-* without @trace, go to the parser. */
+static const char *fast_headers(const char *p, const char *end, int trace, struct fast_head *fh)
 {
     fh->cl = 0;
     fh->have_cl = 0;
+    fh->info = fh->hmac = NULL;
+    fh->info_len = fh->hmac_len = 0;
     for (;;) {
         const char *c, *v, *eol;
         size_t nlen;
@@ -307,7 +343,21 @@ static const char *fast_headers(const char *p, const char *end, struct fast_head
                    fast_name_is(p, nlen, "proxy-connection", 16)) {
             return NULL;
         } else if (nlen >= 8 && fast_name_is(p, 8, "x-trace-", 8)) {
-            return NULL; /* (a traced request: the parser captures them) */
+            if (!trace)
+                return NULL;
+            if (fast_name_is(p, nlen, "x-trace-info", 12)) {
+                fh->info = fast_trace_value(c + 1, eol, LDPROF_HTTP_INFO_CAP, fh->info,
+                                            &fh->info_len);
+                if (fh->info == NULL)
+                    return NULL;
+            } else if (fast_name_is(p, nlen, "x-trace-hmac", 12)) {
+                fh->hmac = fast_trace_value(c + 1, eol, LDPROF_HTTP_HMAC_CAP, fh->hmac,
+                                            &fh->hmac_len);
+                if (fh->hmac == NULL)
+                    return NULL;
+            } else {
+                return NULL;
+            }
         }
         p = eol + 1;
     }
@@ -464,7 +514,14 @@ static void split_target(const char *url, size_t n, const char **path, size_t *p
     *qlen = q ? (size_t)(end - (q + 1)) : 0;
 }
 
-static struct ldprof_span *open_wsgi(struct http_fd *h, http_parser *p)
+/* The wsgi span of a request with these trace header values, target (its
+ * first LDPROF_HTTP_URL_CAP bytes; @url_trunc: there were more) and
+ * method, or NULL when the headers do not verify.  Both the parser
+ * (open_wsgi) and the fast path (rx_fast_head) open it here. */
+static struct ldprof_span *open_wsgi_span(const struct http_fd *h, const char *info,
+                                          size_t info_len, const char *hmac, size_t hmac_len,
+                                          const char *url, size_t url_len, int url_trunc,
+                                          unsigned http_method)
 {
     struct ldprof_trace_ids ids;
     struct ldprof_span *s;
@@ -472,9 +529,7 @@ static struct ldprof_span *open_wsgi(struct http_fd *h, http_parser *p)
     size_t plen, qlen;
     int key;
 
-    if (h->bad_hdr || !h->seen_info || !h->seen_hmac)
-        return NULL;
-    key = ldprof_trace_verify(ldprof_keyring(), h->info, h->info_len, h->hmac, h->hmac_len, &ids);
+    key = ldprof_trace_verify(ldprof_keyring(), info, info_len, hmac, hmac_len, &ids);
     if (key < 0) {
         pr_dbg("fd %d: trace headers rejected (%s)", fd_of(h),
                ldprof_trace_verdict_name(ids.verdict));
@@ -483,16 +538,24 @@ static struct ldprof_span *open_wsgi(struct http_fd *h, http_parser *p)
     s = ldprof_span_open(LDPROF_KIND_WSGI, ids.base_id, ids.parent_id, key);
     if (s == NULL)
         return NULL;
-    split_target(h->url, h->url_len, &path, &plen, &query, &qlen);
-    method = http_method_str((enum http_method)p->method);
+    split_target(url, url_len, &path, &plen, &query, &qlen);
+    method = http_method_str((enum http_method)http_method);
     ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.path", path, plen);
     ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.query", query, qlen);
     ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.method", method,
                     strlen(method));
     ldprof_span_add(s, LDPROF_FIELD_START, LDPROF_TLV_STR, "request.scheme", "http", 4);
-    if (h->url_trunc)
+    if (url_trunc)
         s->w.flags |= LDPROF_SPAN_TRUNCATED;
     return s;
+}
+
+static struct ldprof_span *open_wsgi(struct http_fd *h, http_parser *p)
+{
+    if (h->bad_hdr || !h->seen_info || !h->seen_hmac)
+        return NULL;
+    return open_wsgi_span(h, h->info, h->info_len, h->hmac, h->hmac_len, h->url, h->url_len,
+                          h->url_trunc, p->method);
 }
 
 static int rx_on_headers_complete(http_parser *p)
@@ -553,18 +616,19 @@ static int fast_method(const char *m, size_t n)
 }
 
 /*
- * rx_fast_head - take an untraced request head without http_parser (see
+ * rx_fast_head - take a request head without http_parser (see
  * fast_headers): "METHOD /target HTTP/1.1" with one of fast_method's
- * methods, a target of printable ASCII but '#', and no X-Trace-* header.
- * 0: left to the parser.  Else the head's length; the request is queued
- * (untraced, as rx_on_headers_complete would) and its body is h->rx_left
- * bytes.
+ * methods and a target of printable ASCII but '#'.  0: left to the parser.
+ * Else the head's length; the request is queued (with its wsgi span when
+ * its trace headers verify, as rx_on_headers_complete would) and its body
+ * is h->rx_left bytes.
  */
 static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
 {
     const char *end = buf + (n < FAST_HEAD_MAX ? n : FAST_HEAD_MAX);
     const char *sp, *eol, *p;
     struct fast_head fh;
+    struct ldprof_span *s = NULL;
     int method;
     uint32_t tail, head;
 
@@ -578,7 +642,7 @@ static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
     for (p = sp + 1; p < eol - 10; p++)
         if (*p <= 0x20 || *p >= 0x7f || *p == '#')
             return 0;
-    p = fast_headers(eol + 1, end, &fh);
+    p = fast_headers(eol + 1, end, 1, &fh);
     if (p == NULL)
         return 0;
     tail = __atomic_load_n(&h->q_tail, __ATOMIC_RELAXED);
@@ -586,9 +650,21 @@ static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
     if (tail - head >= LDPROF_HTTP_QDEPTH)
         return 0; /* the parser gives up on the connection */
     STAT_INC(requests);
-    h->q[tail % LDPROF_HTTP_QDEPTH].span = NULL;
+    /* As rx_on_headers_complete with what the parser callbacks capture:
+     * the target (rx_on_url) and both trace values (rx_on_header_value). */
+    if (ldprof_cfg.trace_wsgi && fh.info != NULL && fh.hmac != NULL) {
+        size_t ulen = (size_t)(eol - 10 - (sp + 1));
+        s = open_wsgi_span(h, fh.info, fh.info_len, fh.hmac, fh.hmac_len, sp + 1,
+                           ulen < LDPROF_HTTP_URL_CAP ? ulen : LDPROF_HTTP_URL_CAP,
+                           ulen > LDPROF_HTTP_URL_CAP, (unsigned)method);
+    }
+    h->q[tail % LDPROF_HTTP_QDEPTH].span = s;
     h->q[tail % LDPROF_HTTP_QDEPTH].method = (uint8_t)method;
     __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+    if (s != NULL) {
+        STAT_INC(traced);
+        ldprof_ctx_enter_root(s);
+    }
     h->rx_left = fh.have_cl ? fh.cl : 0;
     return (size_t)(p - buf);
 }
@@ -715,7 +791,7 @@ static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
     eol = memchr(buf + 13, '\n', (size_t)(end - (buf + 13)));
     if (eol == NULL || eol[-1] != '\r' || !fast_text_ok(buf + 13, eol - 1))
         return 0;
-    p = fast_headers(eol + 1, end, &fh);
+    p = fast_headers(eol + 1, end, 0, &fh);
     if (p == NULL || !fh.have_cl)
         return 0;
     /* The response to HEAD has no body whatever its headers say. */

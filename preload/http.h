@@ -15,9 +15,10 @@
  *
  * Every request, traced or not, takes a place in a small per-fd FIFO
  * (LDPROF_HTTP_QDEPTH) so that pipelined and keep-alive requests are matched
- * to their responses in order.  Common well-formed requests without trace
- * headers, and common responses with a Content-Length, are framed by a
- * short scan of their head instead of the parser (http.c, "fast framing");
+ * to their responses in order.  Common well-formed requests (with or
+ * without plain X-Trace-Info / X-Trace-HMAC headers), and common responses
+ * with a Content-Length, are framed by a short scan of their head instead
+ * of the parser (http.c, "fast framing");
  * bodies are skipped by length without callbacks.  A connection that does not
  * speak HTTP/1.x is dropped from tracking at its first parse error.
  *

@@ -436,7 +436,14 @@ Test(preload_http, sendfile_body_is_counted)
  * messages).  The outcome must be the same: the spans (all their fields)
  * completed after each step, the statistics, whether the fd is still
  * followed.  "@T" in a request stands for valid X-Trace-Info / X-Trace-HMAC
- * header lines.
+ * header lines; "@t" for the same with names in mixed case, "@I" and "@H"
+ * for the X-Trace-Info or X-Trace-HMAC line alone, "@B" for a valid
+ * X-Trace-Info with a wrong (well-formed) X-Trace-HMAC, "@W" for valid
+ * values after several blanks, "@V" for valid ones with blanks after the
+ * X-Trace-HMAC value (http_parser keeps them, the verify ignores them),
+ * "@F" for a valid X-Trace-Info folded onto a continuation line
+ * (obs-fold), "@X" for an X-Trace-Info 300 bytes long (more than the
+ * preload keeps: not traced).
  */
 struct fstep {
     char op;          /* 'R' read, 'W' write, 'O' sendfile of atoi(data) bytes, 'S' shutdown, 'E' eof */
@@ -462,10 +469,43 @@ static size_t fexpand(const char *in)
 
     tp_sign(BASE, PARENT, info, hmac);
     for (const char *c = in; *c; c++) {
-        if (c[0] == '@' && c[1] == 'T') {
-            int k = snprintf(fbuf + n, sizeof(fbuf) - n, "X-Trace-Info: %s\r\nX-Trace-HMAC: %s\r\n",
-                             info, hmac);
-            cr_assert(k > 0 && (size_t)k < sizeof(fbuf) - n);
+        if (c[0] == '@' && c[1] != '\0' && strchr("TtIHBWVFX", c[1]) != NULL) {
+            char *o = fbuf + n;
+            size_t room = sizeof(fbuf) - n;
+            int k;
+
+            switch (c[1]) {
+            case 'T':
+                k = snprintf(o, room, "X-Trace-Info: %s\r\nX-Trace-HMAC: %s\r\n", info, hmac);
+                break;
+            case 't':
+                k = snprintf(o, room, "x-TRACE-info: %s\r\nX-TRACE-HMAC: %s\r\n", info, hmac);
+                break;
+            case 'I':
+                k = snprintf(o, room, "X-Trace-Info: %s\r\n", info);
+                break;
+            case 'H':
+                k = snprintf(o, room, "X-Trace-HMAC: %s\r\n", hmac);
+                break;
+            case 'B':
+                k = snprintf(o, room, "X-Trace-Info: %s\r\nX-Trace-HMAC: %.39s%c\r\n", info, hmac,
+                             hmac[39] == '0' ? '1' : '0');
+                break;
+            case 'W':
+                k = snprintf(o, room, "X-Trace-Info:\t %s\r\nX-Trace-HMAC:  \t%s\r\n", info, hmac);
+                break;
+            case 'V':
+                k = snprintf(o, room, "X-Trace-Info: %s\r\nX-Trace-HMAC: %s \t\r\n", info, hmac);
+                break;
+            case 'F':
+                k = snprintf(o, room, "X-Trace-Info:\r\n %s\r\nX-Trace-HMAC: %s\r\n", info, hmac);
+                break;
+            default: /* 'X' */
+                k = snprintf(o, room, "X-Trace-Info: %s%0*d\r\nX-Trace-HMAC: %s\r\n", info,
+                             (int)(300 - strlen(info)), 0, hmac);
+                break;
+            }
+            cr_assert(k > 0 && (size_t)k < room);
             n += (size_t)k;
             c++;
         } else {
@@ -525,6 +565,9 @@ static void frun(const struct fstep *steps, int mode, size_t cut, struct foutcom
         for (int j = 0; j < ns && sl < FSIG; j++) {
             sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "{k%d f%d", fspans[j].kind,
                                    fspans[j].flags);
+            for (int b = 0; b < 32 && sl < FSIG; b++) /* base and parent ids (trace: new) */
+                sl += (size_t)snprintf(out->sig + sl, FSIG - sl, "%s%02x", b % 16 ? "" : " ",
+                                       b < 16 ? fspans[j].base[b] : fspans[j].parent[b - 16]);
             for (int f = 0; f < fspans[j].nfields && sl < FSIG; f++)
                 sl += (size_t)snprintf(out->sig + sl, FSIG - sl, " %s%s=%s", fspans[j].stop[f] ? "/" : "",
                                        fspans[j].key[f], fspans[j].val[f]);
@@ -702,6 +745,80 @@ Test(preload_http, fast_bad_streams_desync_alike)
     fcheck("http/1.0", http10, 1, 1, 1);
     fcheck("not a request", notreq, 0, 0, 0);
     fcheck("upgrade", upgrade, 1, 1, 1);
+}
+
+/* Trace headers in every form the fast path takes or leaves to the parser. */
+Test(preload_http, fast_trace_header_forms)
+{
+    static const struct fstep s[] = {
+        {'R', GETT},
+        {'W', R200(0)},
+        {'R', "OPTIONS /v2/m?a=1&b HTTP/1.1\r\n@tHost: h\r\n\r\n"}, /* mixed-case names */
+        {'W', R200(0)},
+        {'R', "GET /bad HTTP/1.1\r\n@B\r\n"},                    /* wrong HMAC */
+        {'W', R200(0)},
+        {'R', "GET /i HTTP/1.1\r\n@I\r\n" "GET /h HTTP/1.1\r\n@H\r\n"}, /* one of two */
+        {'W', R200(0) R200(0)},
+        {'R', "DELETE /ws HTTP/1.1\r\n@W\r\n"},                /* blanks around the values */
+        {'W', R200(0)},
+        {'R', "PATCH /fold HTTP/1.1\r\n@FContent-Length: 1\r\n\r\nz"}, /* obs-fold */
+        {'W', R200(0)},
+        {'R', "PUT /long HTTP/1.1\r\n@X\r\n"},                  /* X-Trace-Info too long */
+        {'W', R200(0)},
+        {'R', "HEAD /x?q HTTP/1.1\r\n@TX-Trace-Other: 1\r\nX-Trace-Infos: 2\r\n\r\n"},
+        {'W', R200(7)},
+        {0, NULL}};
+    static const struct fstep values[] = {
+        {'R', "GET /e HTTP/1.1\r\nX-Trace-Info:\r\n@H\r\n"},        /* empty value */
+        {'W', R200(0)},
+        {'R', "GET /tab HTTP/1.1\r\n@TX-Trace-Info: a\tb\r\n\r\n"},   /* + a repeated one */
+        {'W', R200(0)},
+        {'R', "POST /p HTTP/1.1\r\nContent-Length: 2\r\n@t\r\nok"},
+        {'W', R200(0)},
+        {'R', "GET /v HTTP/1.1\r\n@V\r\n" "GET /x HTTP/1.1\r\nX-Trace-Info: x\tb\r\n@H\r\n"},
+        {'W', R200(0) R200(0)},
+        {0, NULL}};
+    fcheck("trace header forms", s, 9, 5, 9);
+    fcheck("trace header values", values, 5, 2, 5);
+}
+
+Test(preload_http, fast_duplicate_trace_headers)
+{
+    static const struct fstep s[] = {
+        {'R', "GET /1 HTTP/1.1\r\n@T@T\r\n"},
+        {'W', R200(0)},
+        {'R', "GET /2 HTTP/1.1\r\n@I@T\r\n"},
+        {'W', R200(0)},
+        {'R', "GET /3 HTTP/1.1\r\n@T@H\r\n"},
+        {'W', R200(0)},
+        {'R', "GET /4 HTTP/1.1\r\n@tx-trace-hmac: 0\r\n\r\n"},
+        {'W', R200(0)},
+        {'R', GETT},
+        {'W', R200(0)},
+        {0, NULL}};
+    fcheck("duplicate trace headers", s, 5, 1, 5);
+}
+
+Test(preload_http, fast_traced_requests_pipelined_and_split)
+{
+    static char longt[1200];
+    static const struct fstep s[] = {
+        {'R', UNT UNT "POST /m?x HTTP/1.1\r\n@TContent-Length: 3\r\n\r\nabc" GETT UNT},
+        {'W', R200(0) R200(0) R200(1) "a"},
+        {'W', R200(0) R200(0)},
+        {'R', "PUT /split HTTP/1.1\r\nHost: h\r\n@I"}, /* a head in two reads */
+        {'R', "@H\r\n" UNT},
+        {'W', R200(2) "ok" R200(0)},
+        {'R', "GET /sp"},
+        {'R', "lit HTTP/1.1\r\n@T\r\n" GETT},
+        {'W', R200(0) R200(0)},
+        {0, NULL}};
+    struct fstep l[] = {{'R', longt}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+    int k = snprintf(longt, sizeof(longt), "GET /%0600d?q=1 HTTP/1.1\r\n@T\r\n", 7);
+
+    cr_assert(k > 0 && (size_t)k < sizeof(longt));
+    fcheck("pipelined and split traced", s, 9, 5, 9);
+    fcheck("long traced target", l, 2, 2, 2);
 }
 
 Test(preload_http, fast_sendfile_and_eof)
