@@ -86,4 +86,3 @@ int coll_flat_load(struct flat *f, json_t *report)
             f->v[i].s_us = f->v[i].e_us = f->min_us;
     return 0;
 }
-

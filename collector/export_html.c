@@ -378,13 +378,10 @@ static const char page_tail[] =
 
 int coll_export_html(struct coll_buf *out, const char *text, size_t len)
 {
-    json_error_t je;
-    json_t *r = json_loadb(text, len, JSON_ALLOW_NUL, &je);
-    json_t *rinfo = json_object_get(r, "info");
-    if (!json_is_object(rinfo) || !json_is_array(json_object_get(r, "children"))) {
-        json_decref(r);
+    json_t *r = coll_report_load(text, len);
+    if (!r)
         return -1;
-    }
+    json_t *rinfo = json_object_get(r, "info");
     struct flat f;
     if (coll_flat_load(&f, r) < 0) {
         free(f.v);

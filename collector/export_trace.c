@@ -20,20 +20,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static json_t *load_report(const char *text, size_t len)
-{
-    json_error_t je;
-    json_t *r = json_loadb(text, len, JSON_ALLOW_NUL, &je);
-    if (!r)
-        return NULL;
-    if (!json_is_object(json_object_get(r, "info")) ||
-        !json_is_array(json_object_get(r, "children"))) {
-        json_decref(r);
-        return NULL;
-    }
-    return r;
-}
-
 static const char *str_or(json_t *v, const char *dflt)
 {
     return json_is_string(v) ? json_string_value(v) : dflt;
@@ -167,7 +153,7 @@ static void dot_nodes(struct coll_buf *out, json_t *nodes, long parent, long *ne
 
 int coll_export_dot(struct coll_buf *out, const char *text, size_t len)
 {
-    json_t *r = load_report(text, len);
+    json_t *r = coll_report_load(text, len);
     if (!r)
         return -1;
     json_t *info = json_object_get(r, "info");
@@ -476,7 +462,7 @@ static json_t *span_args(const struct xspan *x)
 
 int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
 {
-    json_t *r = load_report(text, len);
+    json_t *r = coll_report_load(text, len);
     if (!r)
         return -1;
     struct flat f;
@@ -712,7 +698,7 @@ static json_t *nano(int64_t us)
 
 int coll_export_otlp(struct coll_buf *out, const char *text, size_t len)
 {
-    json_t *r = load_report(text, len);
+    json_t *r = coll_report_load(text, len);
     if (!r)
         return -1;
     struct flat f;
@@ -875,7 +861,7 @@ int coll_list_match(const char *text, size_t len, const struct coll_summary *s,
     if (f->errors && s->errors == 0)
         return 0;
     if (f->name && *f->name && !strstr(s->root, f->name)) {
-        json_t *r = load_report(text, len);
+        json_t *r = coll_report_load(text, len);
         int hit = r && name_in_tree(json_object_get(r, "children"), f->name, 0);
         json_decref(r);
         if (!hit)

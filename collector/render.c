@@ -126,7 +126,7 @@ static const char *str_or(json_t *v, const char *dflt)
     return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
-static json_t *load_report(const char *text, size_t len)
+json_t *coll_report_load(const char *text, size_t len)
 {
     json_error_t je;
     json_t *r = json_loadb(text, len, JSON_ALLOW_NUL, &je);
@@ -174,7 +174,7 @@ static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, size_t *er
 
 int coll_summary_from_dump(const char *text, size_t len, struct coll_summary *s)
 {
-    json_t *r = load_report(text, len);
+    json_t *r = coll_report_load(text, len);
     if (!r)
         return -1;
     memset(s, 0, sizeof *s);
@@ -327,7 +327,7 @@ static void tree_nodes(struct tree_ctx *t, json_t *nodes, int depth)
 
 int coll_render_tree(FILE *out, const char *text, size_t len, int bar_width)
 {
-    json_t *r = load_report(text, len);
+    json_t *r = coll_report_load(text, len);
     if (!r)
         return -1;
     json_t *children = json_object_get(r, "children");

@@ -24,6 +24,10 @@ struct coll_summary {
     size_t errors;       /* spans whose stop event has an etype */
 };
 
+/* Parse a dump (the `osprofiler trace show --json` report): NULL when it
+ * is not JSON or has no "info" object or "children" array. */
+json_t *coll_report_load(const char *text, size_t len);
+
 /* The raw event meta.raw_payload.<name><suffix> of a report node's info
  * (suffix "-start", "-stop", or "" for the first one), or NULL. */
 json_t *coll_node_payload(json_t *info, const char *suffix);
