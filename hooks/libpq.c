@@ -201,6 +201,13 @@ struct pq_pending {
 static struct pq_pending pending[LDPQ_PENDING];
 static int npending; /* entries claimed: 0 makes every lookup free */
 
+/* A blocking call passes straight through: no span possible on this thread
+ * and no pending async span to end, or this call does not record. */
+static inline int pq_blocking_pass(void)
+{
+    return (pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want();
+}
+
 static struct pq_pending *pending_find(const PGconn *conn)
 {
     if (conn == NULL || __atomic_load_n(&npending, __ATOMIC_ACQUIRE) == 0)
@@ -656,15 +663,14 @@ static __attribute__((noinline)) PGresult *ldprof_PQexec(PGconn *conn, const cha
 static __attribute__((noinline)) PGresult *PQexec_full(PGconn *conn, const char *query)
 {
     PQ_NEED(PQexec, NULL);
-    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
+    if (pq_blocking_pass())
         return real_PQexec(conn, query);
     return ldprof_PQexec(conn, query);
 }
 
 LDPROF_EXPORT PGresult *PQexec(PGconn *conn, const char *query)
 {
-    if (__builtin_expect(PQ_READY(PQexec) &&
-        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+    if (__builtin_expect(PQ_READY(PQexec) && pq_blocking_pass(), 1))
         return real_PQexec(conn, query);
     return PQexec_full(conn, query);
 }
@@ -701,7 +707,7 @@ static __attribute__((noinline)) PGresult *PQexecParams_full(PGconn *conn, const
                                      int resultFormat)
 {
     PQ_NEED(PQexecParams, NULL);
-    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
+    if (pq_blocking_pass())
         return real_PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths,
                                  paramFormats, resultFormat);
     return ldprof_PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths,
@@ -713,8 +719,7 @@ LDPROF_EXPORT PGresult *PQexecParams(PGconn *conn, const char *command, int nPar
                                      const int *paramLengths, const int *paramFormats,
                                      int resultFormat)
 {
-    if (__builtin_expect(PQ_READY(PQexecParams) &&
-        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+    if (__builtin_expect(PQ_READY(PQexecParams) && pq_blocking_pass(), 1))
         return real_PQexecParams(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
     return PQexecParams_full(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
 }
@@ -795,7 +800,7 @@ static __attribute__((noinline)) PGresult *PQexecPrepared_full(PGconn *conn, con
                                        const int *paramFormats, int resultFormat)
 {
     PQ_NEED(PQexecPrepared, NULL);
-    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
+    if (pq_blocking_pass())
         return real_PQexecPrepared(conn, stmtName, nParams, paramValues, paramLengths,
                                    paramFormats, resultFormat);
     return ldprof_PQexecPrepared(conn, stmtName, nParams, paramValues, paramLengths,
@@ -806,8 +811,7 @@ LDPROF_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int n
                                        const char *const *paramValues, const int *paramLengths,
                                        const int *paramFormats, int resultFormat)
 {
-    if (__builtin_expect(PQ_READY(PQexecPrepared) &&
-        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+    if (__builtin_expect(PQ_READY(PQexecPrepared) && pq_blocking_pass(), 1))
         return real_PQexecPrepared(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
     return PQexecPrepared_full(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
 }
@@ -835,15 +839,14 @@ static __attribute__((noinline)) PGresult *ldprof_PQdescribePrepared(PGconn *con
 static __attribute__((noinline)) PGresult *PQdescribePrepared_full(PGconn *conn, const char *stmt)
 {
     PQ_NEED(PQdescribePrepared, NULL);
-    if ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want())
+    if (pq_blocking_pass())
         return real_PQdescribePrepared(conn, stmt);
     return ldprof_PQdescribePrepared(conn, stmt);
 }
 
 LDPROF_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
 {
-    if (__builtin_expect(PQ_READY(PQdescribePrepared) &&
-        ((pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want()), 1))
+    if (__builtin_expect(PQ_READY(PQdescribePrepared) && pq_blocking_pass(), 1))
         return real_PQdescribePrepared(conn, stmt);
     return PQdescribePrepared_full(conn, stmt);
 }
