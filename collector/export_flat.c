@@ -71,18 +71,25 @@ static int flatten(struct flat *f, json_t *nodes, long parent, int depth)
     return 0;
 }
 
-int coll_flat_load(struct flat *f, json_t *report)
+json_t *coll_flat_load(struct flat *f, const char *text, size_t len)
 {
     memset(f, 0, sizeof *f);
+    json_t *report = coll_report_load(text, len);
+    if (!report)
+        return NULL;
     f->min_us = INT64_MAX;
     f->max_us = INT64_MIN;
-    if (flatten(f, json_object_get(report, "children"), -1, 0) < 0)
-        return -1;
+    if (flatten(f, json_object_get(report, "children"), -1, 0) < 0) {
+        free(f->v);
+        f->v = NULL;
+        json_decref(report);
+        return NULL;
+    }
     if (f->min_us == INT64_MAX)
         f->min_us = f->max_us = 0;
     /* spans without any timestamp sit at the trace start */
     for (size_t i = 0; i < f->n; i++)
         if (!f->v[i].has_start && !f->v[i].has_stop)
             f->v[i].s_us = f->v[i].e_us = f->min_us;
-    return 0;
+    return report;
 }

@@ -35,9 +35,11 @@ struct flat {
     int64_t min_us, max_us;
 };
 
-/* Flatten the report's children into f (zeroed first; free f->v after).
+/* Parse a dump (coll_report_load) and flatten its children into f.
  * Spans without any timestamp sit at the trace start; min_us/max_us are 0
- * for a trace without timestamps.  0, or -1 when out of memory. */
-int coll_flat_load(struct flat *f, json_t *report);
+ * for a trace without timestamps.  Returns the report (json_decref it and
+ * free f->v after), or NULL when the text is not a report or memory ran
+ * out (nothing to free then). */
+json_t *coll_flat_load(struct flat *f, const char *text, size_t len);
 
 #endif

@@ -378,16 +378,11 @@ static const char page_tail[] =
 
 int coll_export_html(struct coll_buf *out, const char *text, size_t len)
 {
-    json_t *r = coll_report_load(text, len);
+    struct flat f;
+    json_t *r = coll_flat_load(&f, text, len);
     if (!r)
         return -1;
     json_t *rinfo = json_object_get(r, "info");
-    struct flat f;
-    if (coll_flat_load(&f, r) < 0) {
-        free(f.v);
-        json_decref(r);
-        return -1;
-    }
     json_t *spans = json_array();
     size_t errors = 0;
     const char *base = NULL;

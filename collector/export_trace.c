@@ -462,15 +462,10 @@ static json_t *span_args(const struct xspan *x)
 
 int coll_export_chrome(struct coll_buf *out, const char *text, size_t len)
 {
-    json_t *r = coll_report_load(text, len);
+    struct flat f;
+    json_t *r = coll_flat_load(&f, text, len);
     if (!r)
         return -1;
-    struct flat f;
-    if (coll_flat_load(&f, r) < 0) {
-        free(f.v);
-        json_decref(r);
-        return -1;
-    }
     json_t *groups = assign_groups(&f);
     size_t *threads = NULL, nthreads = 0;
     long *cpid = chrome_pids(&f, json_array_size(groups));
@@ -698,15 +693,10 @@ static json_t *nano(int64_t us)
 
 int coll_export_otlp(struct coll_buf *out, const char *text, size_t len)
 {
-    json_t *r = coll_report_load(text, len);
+    struct flat f;
+    json_t *r = coll_flat_load(&f, text, len);
     if (!r)
         return -1;
-    struct flat f;
-    if (coll_flat_load(&f, r) < 0) {
-        free(f.v);
-        json_decref(r);
-        return -1;
-    }
     json_t *groups = assign_groups(&f);
     json_t *rs = json_array();
     for (size_t g = 0; g < json_array_size(groups); g++) {

@@ -172,6 +172,19 @@ static void walk_nodes(json_t *nodes, size_t *count, int64_t *min_us, size_t *er
 
 /* ------------------------------------------------------------ list */
 
+/* " <detail>" of a span (span_detail), or nothing when it has none. */
+static void add_detail(struct coll_buf *b, json_t *info)
+{
+    size_t mark = b->len;
+    coll_buf_addc(b, ' ');
+    span_detail(b, info);
+    if (b->len == mark + 1) { /* no detail: take the blank back */
+        b->len = mark;
+        if (b->p)
+            b->p[mark] = '\0';
+    }
+}
+
 int coll_summary_from_dump(const char *text, size_t len, struct coll_summary *s)
 {
     json_t *r = coll_report_load(text, len);
@@ -190,14 +203,7 @@ int coll_summary_from_dump(const char *text, size_t len, struct coll_summary *s)
         coll_buf_init(&b);
         add_clean(&b, str_or(json_object_get(info, "name"), "?"),
                   strlen(str_or(json_object_get(info, "name"), "?")), 20);
-        size_t mark = b.len;
-        coll_buf_addc(&b, ' ');
-        span_detail(&b, info);
-        if (b.len == mark + 1) { /* no detail: take the blank back */
-            b.len = mark;
-            if (b.p)
-                b.p[mark] = '\0';
-        }
+        add_detail(&b, info);
         if (json_array_size(children) > 1)
             coll_buf_printf(&b, " (+%zu)", json_array_size(children) - 1);
         snprintf(s->root, sizeof s->root, "%s", b.p ? b.p : "");
@@ -296,14 +302,7 @@ static void tree_nodes(struct tree_ctx *t, json_t *nodes, int depth)
             }
             coll_buf_addc(&b, ']');
         }
-        size_t mark = b.len;
-        coll_buf_addc(&b, ' ');
-        span_detail(&b, info);
-        if (b.len == mark + 1) { /* no detail: take the blank back */
-            b.len = mark;
-            if (b.p)
-                b.p[mark] = '\0';
-        }
+        add_detail(&b, info);
         json_t *stop = coll_node_payload(info, "-stop");
         json_t *sinfo = json_object_get(stop, "info");
         json_t *etype = json_object_get(sinfo, "etype");
