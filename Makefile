@@ -104,7 +104,7 @@ $(LIBLDPROF): $(LDPROF_OBJS) preload/libldprof.map
 # tests/unit/test_preload_*.c provide the transport stubs they need.
 UNIT_PRELOAD_SRCS := preload/real.c preload/log.c preload/tls.c preload/config.c \
                      preload/span.c preload/buffer.c preload/http.c preload/exec.c \
-                     preload/propagation.c
+                     preload/propagation.c preload/clock.c
 UNIT_PRELOAD_OBJS := $(UNIT_PRELOAD_SRCS:%.c=$(O)/%.o)
 $(O)/preload/%.o: preload/%.c
 	@mkdir -p $(dir $@)

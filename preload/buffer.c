@@ -26,9 +26,11 @@ static void buf_key_dtor(void *p)
 {
     struct ldprof_buf *b = p;
 
-    /* Thread exit: the flusher sends what is left and frees it. */
+    /* Thread exit: the flusher sends what is left and frees it; the
+     * thread's spare span slot goes back to the pool. */
     if (ldprof_tls.buf == b)
         ldprof_tls.buf = NULL;
+    ldprof_span_spare_release();
     __atomic_store_n(&b->orphan, 1, __ATOMIC_RELEASE);
     ldprof_xport_kick();
 }
@@ -69,8 +71,24 @@ static struct ldprof_buf *buf_create(void)
     pthread_mutex_unlock(&list_lock);
     if (buf_key_ok)
         pthread_setspecific(buf_key, b);
+    else
+        ldprof_tls.spare = LDPROF_SPARE_OFF; /* no exit hook: no spare slot */
     ldprof_tls.buf = b;
     return b;
+}
+
+/* The record copy: the fixed record head inline (no call for a span
+ * without info fields), then the info bytes. */
+static inline void copy_rec(uint8_t *dst, const uint8_t *src, size_t len)
+{
+    if (__builtin_expect(len < sizeof(struct ldprof_wire_span), 0)) {
+        memcpy(dst, src, len);
+        return;
+    }
+    __builtin_memcpy(dst, src, sizeof(struct ldprof_wire_span));
+    if (len > sizeof(struct ldprof_wire_span))
+        memcpy(dst + sizeof(struct ldprof_wire_span), src + sizeof(struct ldprof_wire_span),
+               len - sizeof(struct ldprof_wire_span));
 }
 
 int ldprof_buf_record(const void *rec, size_t len)
@@ -99,7 +117,7 @@ int ldprof_buf_record(const void *rec, size_t len)
         ldprof_xport_kick();
         return -1;
     }
-    memcpy(b->data + b->used, rec, len);
+    copy_rec(b->data + b->used, rec, len);
     b->used += (uint32_t)len;
     b->nrec++;
     if (b->used >= LDPROF_BUF_CAP / 2 && !b->kicked) {
@@ -204,7 +222,8 @@ uint32_t ldprof_buf_drain_all(ldprof_buf_send_fn send, void *arg, int timeout_ms
  * copied.  parent: release in reverse.  child: the only thread left is the
  * forking one; its buffer is kept but emptied (the parent sends those
  * records), every other buffer is freed, the counter restarts at 0 for the
- * new pid, and the locks are re-initialised.
+ * new pid, the locks are re-initialised, and the span slots the other
+ * threads kept as spares go back to the pool (span.c).
  */
 void ldprof_buf_fork_prepare(void)
 {
@@ -243,6 +262,7 @@ void ldprof_buf_fork_child(void)
     }
     __atomic_store_n(&dropped, 0, __ATOMIC_RELAXED);
     pthread_mutex_init(&list_lock, NULL);
+    ldprof_span_fork_child();
 }
 
 /* ------------------------------------------------------------ datagrams */

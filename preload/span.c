@@ -34,13 +34,6 @@ static struct ldprof_keyring profile_kr;
 static struct ldprof_span profile_root;
 int ldprof_profile_on;
 
-uint64_t ldprof_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int ldprof_span_pool_init(void)
 {
     void *p;
@@ -61,13 +54,29 @@ int ldprof_span_pool_init(void)
     return 0;
 }
 
+/*
+ * The spare slot (ldprof_tls.spare): the last slot a thread freed stays
+ * taken in the bitmap (state FREE, generation bumped) and is that thread's
+ * next slot, so a span that begins and ends on one thread costs no atomic
+ * read-modify-write on the bitmap.  Touched only at depth 1 (the outermost
+ * ldprof level): a signal handler interrupting ldprof code runs deeper and
+ * uses the bitmap.  Kept only by a thread with a buffer, whose exit runs
+ * ldprof_span_spare_release() (buffer.c's destructor); after a fork the
+ * child gives back every FREE slot still taken (ldprof_span_fork_child).
+ */
 static struct ldprof_span *slot_alloc(void)
 {
-    struct ldprof_span *base = __atomic_load_n(&pool, __ATOMIC_ACQUIRE);
+    struct ldprof_span *base, *sp = ldprof_tls.spare;
+    unsigned start;
+
+    if ((uintptr_t)sp > 1 && ldprof_tls.depth == 1) {
+        ldprof_tls.spare = NULL;
+        return sp;
+    }
+    base = __atomic_load_n(&pool, __ATOMIC_ACQUIRE);
     /* Start the scan at a per-thread place so threads do not all fight
      * over word 0. */
-    unsigned start = (unsigned)ldprof_tls_tid() % POOL_WORDS;
-
+    start = (unsigned)ldprof_tls_tid() % POOL_WORDS;
     if (base == NULL)
         return NULL;
     for (unsigned k = 0; k < POOL_WORDS; k++) {
@@ -92,7 +101,45 @@ static void slot_free(struct ldprof_span *s)
      * (atomic) store of gen + 1, no read-modify-write. */
     __atomic_store_n(&s->gen, __atomic_load_n(&s->gen, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&s->state, LDPROF_SPAN_FREE, __ATOMIC_RELEASE);
+    if (ldprof_tls.spare == NULL && ldprof_tls.depth == 1 && ldprof_tls.buf != NULL) {
+        ldprof_tls.spare = s; /* stays taken in the bitmap */
+        return;
+    }
     __atomic_and_fetch(&pool_bits[idx / 64], ~(1ull << (idx % 64)), __ATOMIC_RELEASE);
+}
+
+void ldprof_span_spare_release(void)
+{
+    struct ldprof_span *sp;
+
+    ldprof_tls.depth++; /* keep a signal handler off the spare meanwhile */
+    sp = ldprof_tls.spare;
+    ldprof_tls.spare = LDPROF_SPARE_OFF;
+    if ((uintptr_t)sp > 1) {
+        size_t idx = (size_t)(sp - pool);
+        __atomic_and_fetch(&pool_bits[idx / 64], ~(1ull << (idx % 64)), __ATOMIC_RELEASE);
+    }
+    ldprof_tls.depth--;
+}
+
+void ldprof_span_fork_child(void)
+{
+    /* The only thread left: every slot taken but FREE is a spare of a
+     * thread that is gone (or this thread's). */
+    ldprof_tls.spare = NULL;
+    if (pool == NULL)
+        return;
+    for (unsigned w = 0; w < POOL_WORDS; w++) {
+        uint64_t bits = pool_bits[w], keep = bits;
+        while (bits) {
+            int bit = __builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (__atomic_load_n(&pool[w * 64 + (unsigned)bit].state, __ATOMIC_RELAXED) ==
+                LDPROF_SPAN_FREE)
+                keep &= ~(1ull << bit);
+        }
+        pool_bits[w] = keep;
+    }
 }
 
 static int is_pool_span(const struct ldprof_span *s)
@@ -125,32 +172,6 @@ struct ldprof_span *ldprof_span_open(int kind, const uint8_t base_id[16],
     return s;
 }
 
-/* memcpy for the short keys and values of info fields: one or two
- * overlapping loads and stores up to 16 bytes, no call. */
-static inline void copy_short(uint8_t *dst, const void *src, size_t n)
-{
-    const uint8_t *s = src;
-
-    if (n > 16) {
-        memcpy(dst, s, n);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + n - 8, &b, 8);
-    } else if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        memcpy(dst, &a, 4);
-        memcpy(dst + n - 4, &b, 4);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            dst[i] = s[i];
-    }
-}
-
 int ldprof_tlv_put(uint8_t *dst, size_t cap, uint8_t type, const char *key, size_t klen,
                    const void *val, size_t vlen)
 {
@@ -163,20 +184,20 @@ int ldprof_tlv_put(uint8_t *dst, size_t cap, uint8_t type, const char *key, size
     t.klen = (uint8_t)klen;
     t.vlen = (uint16_t)vlen;
     memcpy(dst, &t, sizeof(t));
-    copy_short(dst + sizeof(t), key, klen);
-    copy_short(dst + sizeof(t) + klen, val, vlen);
+    ldprof_copy_short(dst + sizeof(t), key, klen);
+    ldprof_copy_short(dst + sizeof(t) + klen, val, vlen);
     return (int)need;
 }
 
-int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *key,
-                    const void *val, size_t vlen)
+/* ldprof_span_add with the key's length known (@key not NULL). */
+static inline __attribute__((always_inline)) int span_add(struct ldprof_span *s, int when,
+                                                          uint8_t type, const char *key,
+                                                          size_t klen, const void *val,
+                                                          size_t vlen)
 {
-    size_t klen, room;
+    size_t room;
     int n;
 
-    if (s == NULL || key == NULL)
-        return -1;
-    klen = strlen(key);
     if (when == LDPROF_FIELD_STOP)
         type |= LDPROF_TLV_STOP;
     room = LDPROF_WIRE_MAX_INFO - s->info_len;
@@ -189,8 +210,8 @@ int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *k
         _Static_assert(LDPROF_WIRE_MAX_INFO <= 65535, "vlen fits the TLV");
         _Static_assert(sizeof(t) == 4, "TLV head is 4 bytes");
         memcpy(d, &t, sizeof(t));
-        copy_short(d + sizeof(t), key, klen);
-        copy_short(d + sizeof(t) + klen, val, vlen);
+        ldprof_copy_short(d + sizeof(t), key, klen);
+        ldprof_copy_short(d + sizeof(t) + klen, val, vlen);
         s->info_len = (uint16_t)(s->info_len + sizeof(t) + klen + vlen);
         return 0;
     }
@@ -219,9 +240,37 @@ int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *k
     return 0;
 }
 
+int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *key,
+                    const void *val, size_t vlen)
+{
+    if (s == NULL || key == NULL)
+        return -1;
+    return span_add(s, when, type, key, strlen(key), val, vlen);
+}
+
+int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long klen,
+                          const char *val, long vlen)
+{
+    /* (nothing here can change errno: no errno save needed) */
+    if (s == NULL || key == NULL || val == NULL)
+        return -1;
+    return span_add(s, when, LDPROF_TLV_STR, key, klen < 0 ? strlen(key) : (size_t)klen, val,
+                    vlen < 0 ? strlen(val) : (size_t)vlen);
+}
+
+int ldprof_span_add_int_k(struct ldprof_span *s, int when, const char *key, long klen,
+                          int64_t val)
+{
+    if (s == NULL || key == NULL)
+        return -1;
+    return span_add(s, when, LDPROF_TLV_INT, key, klen < 0 ? strlen(key) : (size_t)klen, &val,
+                    sizeof(val));
+}
+
 void ldprof_span_close(struct ldprof_span *s, unsigned flags)
 {
     uint32_t expect = LDPROF_SPAN_OPEN;
+    uint64_t end;
 
     if (s == NULL)
         return;
@@ -229,7 +278,9 @@ void ldprof_span_close(struct ldprof_span *s, unsigned flags)
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return; /* already ended, or emitted as unfinished at exit */
     s->w.flags |= (uint8_t)flags;
-    s->w.end_ns = ldprof_now_ns();
+    end = ldprof_now_ns();
+    /* never a negative duration (a realtime step back, another CPU) */
+    s->w.end_ns = end >= s->w.start_ns ? end : s->w.start_ns;
     s->w.info_len = s->info_len;
     s->w.rec_len = (uint16_t)(sizeof(s->w) + s->info_len);
     ldprof_buf_record(&s->w, s->w.rec_len);
@@ -411,18 +462,18 @@ out:
     return s;
 }
 
-LDPROF_EXPORT int ldprof_span_add_str(struct ldprof_span *s, int when, const char *key,
-                                      const char *val, long vlen)
+/* (parenthesised names: span.h's macros of the same names route the
+ * library's own calls to the _k variants) */
+LDPROF_EXPORT int(ldprof_span_add_str)(struct ldprof_span *s, int when, const char *key,
+                                       const char *val, long vlen)
 {
-    /* (nothing here can change errno: no errno save needed) */
-    if (s == NULL || val == NULL)
-        return -1;
-    return ldprof_span_add(s, when, LDPROF_TLV_STR, key, val, vlen < 0 ? strlen(val) : (size_t)vlen);
+    return ldprof_span_add_str_k(s, when, key, -1, val, vlen);
 }
 
-LDPROF_EXPORT int ldprof_span_add_int(struct ldprof_span *s, int when, const char *key, int64_t val)
+LDPROF_EXPORT int(ldprof_span_add_int)(struct ldprof_span *s, int when, const char *key,
+                                       int64_t val)
 {
-    return ldprof_span_add(s, when, LDPROF_TLV_INT, key, &val, sizeof(val));
+    return ldprof_span_add_int_k(s, when, key, -1, val);
 }
 
 LDPROF_EXPORT int ldprof_span_set_error(struct ldprof_span *s, const char *etype,

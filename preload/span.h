@@ -7,7 +7,9 @@
  * read a request head) can be ended on another (the one that wrote the
  * response).  Slots are taken and given back with atomic bit operations on
  * an allocation bitmap: no lock, async-signal-safe.  An exhausted pool
- * drops the span and counts it (buffer.c's dropped counter).
+ * drops the span and counts it (buffer.c's dropped counter).  The last slot
+ * a thread freed stays taken as that thread's spare (ldprof_tls.spare), so
+ * a span begun and ended on one thread touches the bitmap not at all.
  *
  * A slot holds the wire record being built: struct ldprof_wire_span
  * immediately followed by its TLV info bytes, so ending a span is one
@@ -20,6 +22,7 @@
 #include <stdint.h>
 
 #include "ldprof/ldprof.h"
+#include "clock.h"
 #include "ldprof/wire.h"
 #include "tls.h"
 
@@ -74,12 +77,130 @@ void ldprof_span_discard(struct ldprof_span *s);
 int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *key,
                     const void *val, size_t vlen);
 
+/*
+ * The public ldprof_span_add_str/_int (ldprof.h) as the hooks call them:
+ * with a key (and a NUL-terminated value) known at compile time, its length
+ * is passed along instead of measured with strlen on every call.  Same
+ * result, same bytes: ldprof_span_add_str_k/_int_k with @klen (or @vlen)
+ * -1 measure it as ldprof_span_add_str does.  Code that wants the exported
+ * functions themselves writes (ldprof_span_add_str)(...).
+ */
+int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long klen,
+                          const char *val, long vlen);
+int ldprof_span_add_int_k(struct ldprof_span *s, int when, const char *key, long klen,
+                          int64_t val);
+
+/* memcpy for the short keys and values of info fields: one or two
+ * overlapping loads and stores up to 16 bytes, no call. */
+static inline __attribute__((always_inline)) void ldprof_copy_short(uint8_t *dst,
+                                                                    const void *src, size_t n)
+{
+    const uint8_t *s = src;
+
+    if (n > 16) {
+        __builtin_memcpy(dst, s, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        __builtin_memcpy(&a, s, 8);
+        __builtin_memcpy(&b, s + n - 8, 8);
+        __builtin_memcpy(dst, &a, 8);
+        __builtin_memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        __builtin_memcpy(&a, s, 4);
+        __builtin_memcpy(&b, s + n - 4, 4);
+        __builtin_memcpy(dst, &a, 4);
+        __builtin_memcpy(dst + n - 4, &b, 4);
+    } else if (n > 0) {
+        /* 1..3 bytes: first, middle, last (overlapping) */
+        uint8_t a = s[0], b = s[n / 2], c = s[n - 1];
+        dst[0] = a;
+        dst[n / 2] = b;
+        dst[n - 1] = c;
+    }
+}
+
+/*
+ * ldprof_span_add_lit - the common case of ldprof_span_add with a key whose
+ * length @klen the compiler knows, written in place at the call site (the
+ * key copy is then a fixed-size move): 0 when done, 1 when the caller must
+ * take the general path (which handles what does not fit exactly as
+ * before).  The bytes are those ldprof_span_add writes.
+ */
+static inline __attribute__((always_inline)) int
+ldprof_span_add_lit(struct ldprof_span *s, int when, uint8_t type, const char *key, size_t klen,
+                    const void *val, size_t vlen)
+{
+    size_t used = s->info_len;
+
+    if (klen - 1 < 255 && vlen <= LDPROF_WIRE_MAX_INFO &&
+        __builtin_expect(used + 4 + klen + vlen <= LDPROF_WIRE_MAX_INFO, 1)) {
+        struct ldprof_wire_tlv t = {
+            (uint8_t)(when == LDPROF_FIELD_STOP ? type | LDPROF_TLV_STOP : type), (uint8_t)klen,
+            (uint16_t)vlen};
+        uint8_t *d = s->info + used;
+
+        __builtin_memcpy(d, &t, sizeof(t));
+        __builtin_memcpy(d + sizeof(t), key, klen);
+        ldprof_copy_short(d + sizeof(t) + klen, val, vlen);
+        s->info_len = (uint16_t)(used + sizeof(t) + klen + vlen);
+        return 0;
+    }
+    return 1;
+}
+
+/* strlen(@p) when the compiler knows it, else -1 */
+#define LDPROF_CONST_STRLEN(p)                                                                 \
+    (__builtin_constant_p(__builtin_strlen(p)) ? (long)__builtin_strlen(p) : -1L)
+
+static inline __attribute__((always_inline)) int
+ldprof_span_add_str_inl(struct ldprof_span *s, int when, const char *key, const char *val,
+                        long vlen)
+{
+    long klen = LDPROF_CONST_STRLEN(key);
+
+    if (vlen < 0 && val != NULL)
+        vlen = LDPROF_CONST_STRLEN(val);
+    if (__builtin_constant_p(klen) && klen > 0 && s != NULL && val != NULL) {
+        if (vlen < 0)
+            vlen = (long)__builtin_strlen(val);
+        if (ldprof_span_add_lit(s, when, LDPROF_TLV_STR, key, (size_t)klen, val, (size_t)vlen) == 0)
+            return 0;
+    }
+    return ldprof_span_add_str_k(s, when, key, klen, val, vlen);
+}
+
+static inline __attribute__((always_inline)) int
+ldprof_span_add_int_inl(struct ldprof_span *s, int when, const char *key, int64_t val)
+{
+    long klen = LDPROF_CONST_STRLEN(key);
+
+    if (__builtin_constant_p(klen) && klen > 0 && s != NULL &&
+        ldprof_span_add_lit(s, when, LDPROF_TLV_INT, key, (size_t)klen, &val, sizeof(val)) == 0)
+        return 0;
+    return ldprof_span_add_int_k(s, when, key, klen, val);
+}
+
+#define ldprof_span_add_str(s, when, key, val, vlen)                                           \
+    ldprof_span_add_str_inl((s), (when), (key), (val), (vlen))
+#define ldprof_span_add_int(s, when, key, val) ldprof_span_add_int_inl((s), (when), (key), (val))
+
+/* ldprof_span_spare_release - at thread exit (buffer.c): give the thread's
+ * spare slot back and keep none from now on.  ldprof_span_fork_child - in
+ * the fork child (buffer.c): give back the spare slots of the threads that
+ * did not follow. */
+void ldprof_span_spare_release(void);
+void ldprof_span_fork_child(void);
+
 /* ldprof_span_emit_unfinished - at exit: record every open span once with
  * LDPROF_SPAN_UNFINISHED (end = start).  Returns how many. */
 int ldprof_span_emit_unfinished(void);
 
-/* Time now, CLOCK_REALTIME ns (the wire's clock). */
-uint64_t ldprof_now_ns(void);
+/* Time now, CLOCK_REALTIME ns (the wire's clock; clock.h). */
+static inline uint64_t ldprof_now_ns(void)
+{
+    return ldprof_clock_now();
+}
 
 /*
  * The thread context (tls.h).

@@ -39,8 +39,14 @@ struct ldprof_tls {
     int depth;               /* reentrancy guard */
     pid_t tid;               /* cached gettid(), 0 = not cached */
     struct ldprof_buf *buf;  /* this thread's span buffer, NULL until its first span */
+    struct ldprof_span *spare; /* a freed span slot kept for this thread's next span
+                                  (span.c: slot_alloc/slot_free) */
     struct ldprof_ctx ctx;
 };
+
+/* ldprof_tls.spare of a thread that keeps no spare slot (exiting, or no
+ * thread-exit hook) */
+#define LDPROF_SPARE_OFF ((struct ldprof_span *)1)
 
 extern __thread struct ldprof_tls ldprof_tls __attribute__((tls_model("initial-exec")));
 

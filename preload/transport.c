@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buffer.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "real.h"
@@ -223,6 +224,7 @@ static void *flusher_main(void *arg)
         if (__atomic_load_n(&flusher_state, __ATOMIC_ACQUIRE) != FLUSHER_RUNNING)
             break;
         flush_once(-1);
+        ldprof_clock_refresh(); /* the span clock's anchor (clock.h) */
         futex_wait(&wake_word, seen, LDPROF_FLUSH_MS);
     }
     return NULL;

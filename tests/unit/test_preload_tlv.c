@@ -4,11 +4,15 @@
  * per-thread buffer's drop-and-count when full.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ldprof/wire.h"
 #include "preload/buffer.h"
 #include "preload/span.h"
+#include "preload/tls.h"
 
 struct tp_span {
     int kind, flags;
@@ -209,4 +213,218 @@ Test(preload_tlv, unfinished_spans_are_emitted_once)
     cr_assert_eq(tp_collect(out, 2), 1);
     cr_assert(out[0].flags & LDPROF_SPAN_UNFINISHED);
     cr_assert_eq(out[0].start, out[0].end);
+}
+
+/*
+ * span.h routes ldprof_span_add_str/_int with a literal key to an inline
+ * path that skips strlen and writes the TLV at the call site.  It must
+ * write exactly what the exported functions write, fill the info up to the
+ * same byte, and truncate and flag the same way: every literal key below,
+ * every value length 0..70 (and NUL-terminated -1), START and STOP, added
+ * until the span is full, one span by the inline path and one by the
+ * exported functions (the parenthesised names bypass the macros).
+ */
+#define KEY255                                                                                  \
+    "k123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234567" \
+    "89abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde" \
+    "f0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01"
+#define KEY256 KEY255 "x"
+
+static void same_span_bytes(const struct ldprof_span *a, const struct ldprof_span *b,
+                            const char *what, long vlen)
+{
+    cr_assert_eq(a->info_len, b->info_len, "%s vlen %ld: info_len %u vs %u", what, vlen,
+                 a->info_len, b->info_len);
+    cr_assert_eq(memcmp(a->info, b->info, a->info_len), 0, "%s vlen %ld: info bytes differ",
+                 what, vlen);
+    cr_assert_eq(a->w.flags, b->w.flags, "%s vlen %ld: flags differ", what, vlen);
+}
+
+#define FILL_BOTH(KEY)                                                                          \
+    do {                                                                                        \
+        for (long vl = -1; vl <= 70; vl++) {                                                    \
+            struct ldprof_span *a = ldprof_span_open(LDPROF_KIND_NET, id, id, 0);               \
+            struct ldprof_span *b = ldprof_span_open(LDPROF_KIND_NET, id, id, 0);               \
+            cr_assert(a != NULL && b != NULL);                                                  \
+            for (int i = 0; i < 2000; i++) {                                                    \
+                int when = i & 1 ? LDPROF_FIELD_STOP : LDPROF_FIELD_START;                      \
+                int ra, rb;                                                                     \
+                if (i % 3 == 2) {                                                               \
+                    ra = ldprof_span_add_int(a, when, KEY, -(int64_t)i * 77777);                \
+                    rb = (ldprof_span_add_int)(b, when, KEY, -(int64_t)i * 77777);              \
+                } else if (vl < 0) {                                                            \
+                    ra = ldprof_span_add_str(a, when, KEY, "GET", -1);                          \
+                    rb = (ldprof_span_add_str)(b, when, KEY, "GET", -1);                        \
+                } else {                                                                        \
+                    ra = ldprof_span_add_str(a, when, KEY, val + i % 7, vl);                    \
+                    rb = (ldprof_span_add_str)(b, when, KEY, val + i % 7, vl);                  \
+                }                                                                               \
+                cr_assert_eq(ra, rb, "%s vlen %ld field %d: returns %d vs %d", KEY, vl, i, ra,  \
+                             rb);                                                               \
+                same_span_bytes(a, b, KEY, vl);                                                 \
+                if (ra < 0 && (a->w.flags & LDPROF_SPAN_TRUNCATED) && i > 1 &&                  \
+                    a->info_len > LDPROF_WIRE_MAX_INFO - 8)                                     \
+                    break;                                                                      \
+            }                                                                                   \
+            ldprof_span_discard(a);                                                             \
+            ldprof_span_discard(b);                                                             \
+        }                                                                                       \
+    } while (0)
+
+Test(preload_tlv, literal_key_fast_path_writes_what_the_exported_functions_write)
+{
+    static const uint8_t id[16] = {6};
+    char val[128];
+
+    for (int i = 0; i < (int)sizeof(val); i++)
+        val[i] = (char)('A' + i % 26);
+    FILL_BOTH("k");
+    FILL_BOTH("ab");
+    FILL_BOTH("xyz");
+    FILL_BOTH("redis.key");
+    FILL_BOTH("redis.reply_type");
+    FILL_BOTH("redis.reply_type!");
+    FILL_BOTH("db.statement.parameters.positional");
+    FILL_BOTH(KEY255);
+    FILL_BOTH(KEY256); /* too long a key: refused by both */
+    FILL_BOTH("");     /* empty key: refused by both */
+}
+
+Test(preload_tlv, literal_key_fields_decode_as_given)
+{
+    static const uint8_t id[16] = {7};
+    struct ldprof_span *s = ldprof_span_open(LDPROF_KIND_REDIS, id, id, 0);
+    struct tp_span out[1];
+
+    cr_assert_eq(ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.command", "GET", -1), 0);
+    cr_assert_eq(ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.key", "zq:{7:p:q}:msgs", 15), 0);
+    cr_assert_eq(ldprof_span_add_int(s, LDPROF_FIELD_START, "redis.argc", 2), 0);
+    cr_assert_eq(ldprof_span_add_str(s, LDPROF_FIELD_STOP, "redis.reply_type", "nil", -1), 0);
+    cr_assert_eq(ldprof_span_add_str(NULL, LDPROF_FIELD_STOP, "redis.reply_type", "nil", -1), -1);
+    cr_assert_eq(ldprof_span_add_str(s, LDPROF_FIELD_STOP, "redis.reply_type", NULL, -1), -1);
+    cr_assert_eq(ldprof_span_add_int(NULL, LDPROF_FIELD_STOP, "redis.argc", 1), -1);
+    ldprof_span_close(s, 0);
+    cr_assert_eq(tp_collect(out, 1), 1);
+    cr_assert_eq(out[0].nfields, 4);
+    cr_assert_str_eq(tp_field(&out[0], "redis.command", 0), "GET");
+    cr_assert_str_eq(tp_field(&out[0], "redis.key", 0), "zq:{7:p:q}:msgs");
+    cr_assert_str_eq(tp_field(&out[0], "redis.argc", 0), "2");
+    cr_assert_str_eq(tp_field(&out[0], "redis.reply_type", 1), "nil");
+}
+
+/* A span never ends before it began, whatever the clock did meanwhile. */
+Test(preload_tlv, duration_is_never_negative)
+{
+    static const uint8_t id[16] = {8};
+    struct ldprof_span *s = ldprof_span_open(LDPROF_KIND_NET, id, id, 0);
+    struct tp_span out[1];
+
+    s->w.start_ns = ldprof_now_ns() + 3600ull * 1000000000ull; /* as if the clock stepped back */
+    ldprof_span_close(s, 0);
+    cr_assert_eq(tp_collect(out, 1), 1);
+    cr_assert_eq(out[0].end, out[0].start);
+}
+
+/*
+ * The spare slot: a thread that ends a span keeps its slot for its next
+ * span (no bitmap operation); the slot goes back to the pool when the
+ * thread exits, and in a fork child for every thread that did not follow.
+ */
+static struct ldprof_span *begin_end_at_depth1(void)
+{
+    struct ldprof_span *s = ldprof_span_begin(LDPROF_KIND_NET);
+    ldprof_span_end(s);
+    return s;
+}
+
+static void enter_trace(void)
+{
+    static const uint8_t id[16] = {9};
+    struct ldprof_span *root = ldprof_span_open(LDPROF_KIND_WSGI, id, id, 0);
+
+    cr_assert_not_null(root);
+    ldprof_ctx_enter_root(root);
+}
+
+static void *thread_spans(void *arg)
+{
+    (void)arg;
+    enter_trace();
+    cr_assert_not_null(begin_end_at_depth1());
+    cr_assert(ldprof_tls.spare != NULL && ldprof_tls.spare != LDPROF_SPARE_OFF,
+              "the ended span's slot is kept");
+    return NULL;
+}
+
+/* open every free slot of the pool directly; returns how many */
+static int open_all(struct ldprof_span **open)
+{
+    static const uint8_t id[16] = {10};
+    int n = 0;
+
+    while (n < LDPROF_MAX_OPEN_SPANS && (open[n] = ldprof_span_open(LDPROF_KIND_NET, id, id, 0)))
+        n++;
+    return n;
+}
+
+Test(preload_tlv, spare_slot_is_reused_and_given_back)
+{
+    static struct ldprof_span *open[LDPROF_MAX_OPEN_SPANS];
+    struct ldprof_span *a, *b;
+    pthread_t th;
+
+    enter_trace(); /* the root takes one slot */
+    a = begin_end_at_depth1();
+    cr_assert_not_null(a);
+    cr_assert_eq(ldprof_tls.spare, a);
+    b = begin_end_at_depth1();
+    cr_assert_eq(b, a, "the next span takes the spare slot");
+    cr_assert_eq(tp_collect(NULL, 0), 2);
+
+    /* a thread that exits gives its spare back */
+    cr_assert_eq(pthread_create(&th, NULL, thread_spans, NULL), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    /* every slot but the two roots (ours, the thread's) and our spare */
+    cr_assert_eq(open_all(open), LDPROF_MAX_OPEN_SPANS - 3);
+    for (int i = 0; i < LDPROF_MAX_OPEN_SPANS - 3; i++)
+        ldprof_span_discard(open[i]);
+}
+
+static pthread_mutex_t hold = PTHREAD_MUTEX_INITIALIZER;
+
+static void *thread_spans_and_wait(void *arg)
+{
+    thread_spans(arg);
+    pthread_mutex_lock(&hold); /* alive (with its spare) until the fork is done */
+    pthread_mutex_unlock(&hold);
+    return NULL;
+}
+
+Test(preload_tlv, fork_child_gets_the_spare_slots_back)
+{
+    static struct ldprof_span *open[LDPROF_MAX_OPEN_SPANS];
+    pthread_t th;
+    pid_t pid;
+    int status;
+
+    enter_trace();
+    cr_assert_not_null(begin_end_at_depth1());
+    cr_assert_eq(tp_collect(NULL, 0), 1);
+    pthread_mutex_lock(&hold);
+    cr_assert_eq(pthread_create(&th, NULL, thread_spans_and_wait, NULL), 0);
+    for (int i = 0; i < 10000 && tp_collect(NULL, 0) == 0; i++)
+        usleep(1000); /* until the thread's span is in its buffer */
+    ldprof_buf_fork_prepare();
+    pid = fork();
+    if (pid == 0) {
+        ldprof_buf_fork_child();
+        /* both roots are still open; both spares are back */
+        _exit(open_all(open) == LDPROF_MAX_OPEN_SPANS - 2 ? 0 : 1);
+    }
+    ldprof_buf_fork_parent();
+    pthread_mutex_unlock(&hold);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork child: spare slots leaked");
 }
