@@ -11,11 +11,13 @@
  *   0. choice of implementation: portable C, or x86 (SHA-NI + SSSE3 +
  *      SSE4.1, the same answers, faster), detected once
  *   1. SHA-1 (portable C and x86 SHA-NI) and HMAC-SHA1 with precomputed
- *      inner/outer states
+ *      inner/outer states; on x86 an HMAC engine that keeps the state in
+ *      registers from the first block to the MAC and runs several keys
+ *      as interleaved streams
  *   2. keyring construction (osprofiler._utils.split semantics)
  *   3. hex and base64 (Python's lenient urlsafe_b64decode)
  *   4. UTF-8 check and a small JSON parser (Python json.loads rules)
- *   5. verify / sign
+ *   5. verify (with a per-thread cache of accepted pairs) / sign
  *   6. ids: uuid text, short id, per-thread UUID4 generator
  */
 #ifndef _GNU_SOURCE
@@ -340,11 +342,346 @@ static void hmac_run(enum ldprof_impl impl, const struct ldprof_hmac_key *k,
     sha1_finish(impl, st, 64, inner, sizeof inner, mac);
 }
 
+#if LDPROF_X86
+/*
+ * HMAC-SHA1 kept in SHA-NI registers from the first block to the MAC.
+ *
+ * A SHA-1 block is a chain of 20 dependent sha1rnds4: its cost is their
+ * latency, and the CPU can run other chains beside it almost for free
+ * (measured on the test VM: two independent blocks cost 1.12 times one,
+ * four 1.67 times).
+ * So the HMACs of several keys over the same message run as interleaved
+ * streams, and nothing between two blocks of one chain goes through
+ * memory: the inner digest is the outer block's message as it sits in the
+ * registers (W0..W3 = A..D, W4 = E), so the outer block is formed without
+ * a store, and verify compares the MAC in the registers.
+ *
+ * State form: abcd holds A..D in lanes 3..0 (SHA-NI order), e holds E in
+ * lane 3 and zeros in lanes 0..2 (the first round group adds e to W0..W3,
+ * so the zeros matter).
+ */
+struct shani_state {
+    __m128i abcd, e;
+};
+
+X86_TARGET static inline struct shani_state shani_state_load(const uint32_t st[5])
+{
+    struct shani_state s;
+
+    s.abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)st), 0x1b);
+    s.e = _mm_set_epi32((int)st[4], 0, 0, 0);
+    return s;
+}
+
+X86_TARGET static inline void shani_state_store(struct shani_state s, uint32_t st[5])
+{
+    _mm_storeu_si128((__m128i *)st, _mm_shuffle_epi32(s.abcd, 0x1b));
+    st[4] = (uint32_t)_mm_extract_epi32(s.e, 3);
+}
+
+/* 64 message bytes -> W0..W15 in the four registers sha1rnds4 takes. */
+X86_TARGET static inline void shani_msg_load(const uint8_t *p, __m128i M[4])
+{
+    const __m128i bswap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+
+    for (int i = 0; i < 4; i++)
+        M[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+}
+
+/*
+ * One block for @ns independent states (1..4, a constant after inlining);
+ * stream s absorbs the message M[s].  The same round groups as
+ * sha1_blocks_shani, with the streams' groups side by side.
+ */
+#define SHANI_N_SCHED(Ms, g)                                                                    \
+    Ms[(g) & 3] = _mm_sha1msg2_epu32(                                                           \
+        _mm_xor_si128(_mm_sha1msg1_epu32(Ms[(g) & 3], Ms[((g) + 1) & 3]), Ms[((g) + 2) & 3]), \
+        Ms[((g) + 3) & 3])
+#define SHANI_N_GROUP(g)                                                                     \
+    do {                                                                                     \
+        _Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)                                 \
+        {                                                                                    \
+            if ((g) >= 4)                                                                    \
+                SHANI_N_SCHED(M[s], g);                                                      \
+            E[s][(g) & 1] = _mm_sha1nexte_epu32(E[s][(g) & 1], M[s][(g) & 3]);               \
+            E[s][((g) + 1) & 1] = st[s].abcd;                                                \
+            st[s].abcd = _mm_sha1rnds4_epu32(st[s].abcd, E[s][(g) & 1], (g) / 5);            \
+        }                                                                                    \
+    } while (0)
+
+X86_TARGET __attribute__((always_inline)) static inline void
+shani_block_n(struct shani_state *st, int ns, __m128i M[][4])
+{
+    __m128i E[4][2];
+    struct shani_state save[4];
+
+    _Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)
+    {
+        save[s] = st[s];
+        E[s][0] = _mm_add_epi32(st[s].e, M[s][0]);
+        E[s][1] = st[s].abcd;
+        st[s].abcd = _mm_sha1rnds4_epu32(st[s].abcd, E[s][0], 0);
+    }
+    SHANI_N_GROUP(1);
+    SHANI_N_GROUP(2);
+    SHANI_N_GROUP(3);
+    SHANI_N_GROUP(4);
+    SHANI_N_GROUP(5);
+    SHANI_N_GROUP(6);
+    SHANI_N_GROUP(7);
+    SHANI_N_GROUP(8);
+    SHANI_N_GROUP(9);
+    SHANI_N_GROUP(10);
+    SHANI_N_GROUP(11);
+    SHANI_N_GROUP(12);
+    SHANI_N_GROUP(13);
+    SHANI_N_GROUP(14);
+    SHANI_N_GROUP(15);
+    SHANI_N_GROUP(16);
+    SHANI_N_GROUP(17);
+    SHANI_N_GROUP(18);
+    SHANI_N_GROUP(19);
+    _Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)
+    {
+        st[s].e = _mm_sha1nexte_epu32(E[s][0], save[s].e);
+        st[s].abcd = _mm_add_epi32(st[s].abcd, save[s].abcd);
+    }
+}
+#undef SHANI_N_GROUP
+#undef SHANI_N_SCHED
+
+/* The same 64 message bytes into all @ns streams. */
+X86_TARGET __attribute__((always_inline)) static inline void
+shani_block_same(struct shani_state *st, int ns, const uint8_t *p)
+{
+    __m128i M[4][4];
+
+    shani_msg_load(p, M[0]);
+    _Pragma("GCC unroll 4") for (int s = 1; s < ns; s++)
+        for (int i = 0; i < 4; i++)
+            M[s][i] = M[0][i];
+    shani_block_n(st, ns, M);
+}
+
+/*
+ * HMAC-SHA1 of @msg/@len under the @ns keys @k[] (1..4, a constant after
+ * inlining); out[s] gets key s's MAC as a state (A..E = the MAC's five
+ * big-endian words).  @start (ns == 1 only): the key's inner state after
+ * the first 64 message bytes (a memo hit), else NULL.  When len >= 128
+ * and @start is NULL, after0[s] gets that state for the memo.
+ */
+struct verify_pre;
+static void verify_predecode(struct verify_pre *pre);
+
+X86_TARGET __attribute__((always_inline)) static inline void
+hmac_x86_n(int ns, const struct ldprof_hmac_key *const *k, const uint8_t *msg, size_t len,
+           const uint32_t *start, struct shani_state *out, struct shani_state *after0,
+           struct verify_pre *pre)
+{
+    struct shani_state st[4];
+    __m128i M[4][4];
+    uint8_t tail[128] __attribute__((aligned(16)));
+    size_t off = 0, rem, nt;
+
+    _Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)
+        after0[s] = st[s] = shani_state_load(start ? start : k[s]->inner);
+    if (start) {
+        off = 64;
+    } else if (len >= 128) {
+        shani_block_same(st, ns, msg);
+        _Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)
+            after0[s] = st[s];
+        off = 64;
+    }
+    if (len - off >= 64) {
+        shani_block_same(st, ns, msg + off);
+        off += 64;
+    }
+    /* Verify's decoding, placed here so that the CPU runs it while the
+     * block above is still going through its round chain. */
+    if (pre)
+        verify_predecode(pre);
+    for (; len - off >= 64; off += 64)
+        shani_block_same(st, ns, msg + off);
+    /* Padding: 0x80, zeros, the bit length (the key block counts). */
+    rem = len - off;
+    nt = rem < 56 ? 1 : 2;
+    for (int i = 0; i < 8; i++)
+        _mm_store_si128((__m128i *)tail + i, _mm_setzero_si128());
+    memcpy(tail, msg + off, rem);
+    tail[rem] = 0x80;
+    store_be64(tail + nt * 64 - 8, ((uint64_t)len + 64) * 8);
+    shani_block_same(st, ns, tail);
+    if (nt == 2)
+        shani_block_same(st, ns, tail + 64);
+    /* Outer: W0..W3 = A..D, W4 = E, W5 = 0x80 pad, W15 = (64 + 20) * 8 bits. */
+    _Pragma("GCC unroll 4") for (int s = 0; s < ns; s++)
+    {
+        M[s][0] = st[s].abcd;
+        M[s][1] = _mm_or_si128(st[s].e, _mm_set_epi32(0, (int)0x80000000u, 0, 0));
+        M[s][2] = _mm_setzero_si128();
+        M[s][3] = _mm_set_epi32(0, 0, 0, (64 + 20) * 8);
+        out[s] = shani_state_load(k[s]->outer);
+    }
+    shani_block_n(out, ns, M);
+}
+
+/* A MAC state -> the 20 MAC bytes, as two vectors: bytes 0..15, and
+ * bytes 16..19 in lanes 0..3 (the rest zero). */
+X86_TARGET static inline void shani_mac_bytes(struct shani_state s, __m128i *b0, __m128i *b1)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+
+    *b0 = _mm_shuffle_epi8(s.abcd, bswap);
+    *b1 = _mm_shuffle_epi8(s.e, _mm_setr_epi8(15, 14, 13, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                              -1, -1, -1, -1));
+}
+
+X86_TARGET static void shani_mac_store(struct shani_state s, uint8_t mac[20])
+{
+    __m128i b0, b1;
+    uint32_t last;
+
+    shani_mac_bytes(s, &b0, &b1);
+    _mm_storeu_si128((__m128i *)mac, b0);
+    last = (uint32_t)_mm_cvtsi128_si32(b1);
+    memcpy(mac + 16, &last, 4);
+}
+
+/* The MAC state equals the 20 bytes @want (constant time). */
+X86_TARGET static inline int shani_mac_equal(struct shani_state s, __m128i want0, __m128i want1)
+{
+    __m128i b0, b1;
+
+    shani_mac_bytes(s, &b0, &b1);
+    __m128i diff = _mm_or_si128(_mm_xor_si128(b0, want0), _mm_xor_si128(b1, want1));
+    return _mm_testz_si128(diff, diff);
+}
+
+/* Memo lookup for one key (see struct hmac_memo): the state to start
+ * from, or NULL. */
+X86_TARGET static inline const uint32_t *memo_find_x86(const struct hmac_memo *m,
+                                                        const struct ldprof_hmac_key *k,
+                                                        const uint8_t *msg)
+{
+    __m128i d = _mm_xor_si128(_mm_loadu_si128((const __m128i *)m->key_inner),
+                              _mm_loadu_si128((const __m128i *)k->inner));
+
+    if (!m->valid)
+        return NULL;
+    d = _mm_or_si128(d, _mm_set_epi32((int)(m->key_inner[4] ^ k->inner[4]), 0, 0, 0));
+    for (int i = 0; i < 4; i++)
+        d = _mm_or_si128(d, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(m->block + 16 * i)),
+                                          _mm_loadu_si128((const __m128i *)(msg + 16 * i))));
+    return _mm_testz_si128(d, d) ? m->st : NULL;
+}
+
+static void memo_store(struct hmac_memo *m, const struct ldprof_hmac_key *k, const uint8_t *msg,
+                       const uint32_t st[5])
+{
+    memcpy(m->key_inner, k->inner, sizeof m->key_inner);
+    memcpy(m->block, msg, 64);
+    memcpy(m->st, st, sizeof m->st);
+    m->valid = 1;
+}
+
+/* One key, with the memo (read and written, as hmac_run). */
+X86_TARGET static struct shani_state hmac_x86_memo(const struct ldprof_hmac_key *k,
+                                                   const uint8_t *msg, size_t len,
+                                                   struct verify_pre *pre)
+{
+    struct hmac_memo *m = &tls_memo;
+    const uint32_t *start = len >= 128 ? memo_find_x86(m, k, msg) : NULL;
+    struct shani_state out, after0;
+    uint32_t st[5];
+
+    hmac_x86_n(1, &k, msg, len, start, &out, &after0, pre);
+    if (len >= 128 && !start) {
+        shani_state_store(after0, st);
+        memo_store(m, k, msg, st);
+    }
+    return out;
+}
+
+/*
+ * Keys @first.. @first + @ns - 1 of @kr against the MAC @want0/@want1:
+ * the index of the first that matches, or -1.  The memo is not read (a
+ * group's keys differ from the memo's, usually); it gets the matching
+ * key's state.
+ */
+#define HMAC_X86_GROUP(NS)                                                                    \
+    X86_TARGET __attribute__((noinline)) static int hmac_x86_group##NS(                      \
+        const struct ldprof_keyring *kr, int first, const uint8_t *msg, size_t len,         \
+        __m128i want0, __m128i want1)                                                       \
+    {                                                                                        \
+        const struct ldprof_hmac_key *k[NS];                                                \
+        struct shani_state out[NS], after0[NS];                                              \
+        uint32_t st[5];                                                                      \
+                                                                                             \
+        for (int s = 0; s < NS; s++)                                                         \
+            k[s] = &kr->keys[first + s];                                                     \
+        hmac_x86_n(NS, k, msg, len, NULL, out, after0, NULL);                                    \
+        for (int s = 0; s < NS; s++) {                                                       \
+            if (shani_mac_equal(out[s], want0, want1)) {                                     \
+                if (len >= 128) {                                                            \
+                    shani_state_store(after0[s], st);                                        \
+                    memo_store(&tls_memo, k[s], msg, st);                                    \
+                }                                                                            \
+                return first + s;                                                            \
+            }                                                                                \
+        }                                                                                    \
+        return -1;                                                                           \
+    }
+HMAC_X86_GROUP(1)
+HMAC_X86_GROUP(2)
+HMAC_X86_GROUP(3)
+HMAC_X86_GROUP(4)
+#undef HMAC_X86_GROUP
+
+/*
+ * Verify's key search on x86: the first key alone (the current key, in a
+ * key rotation, and the memo's usual key), then the others four at a
+ * time.  Same answer as trying them one by one in order.
+ */
+X86_TARGET static int verify_keys_x86(const struct ldprof_keyring *kr, const uint8_t *msg,
+                                      size_t len, const uint8_t want[20], struct verify_pre *pre)
+{
+    uint32_t last;
+    __m128i want0 = _mm_loadu_si128((const __m128i *)want), want1;
+
+    memcpy(&last, want + 16, 4);
+    want1 = _mm_cvtsi32_si128((int)last);
+    if (shani_mac_equal(hmac_x86_memo(&kr->keys[0], msg, len, pre), want0, want1))
+        return 0;
+    for (int i = 1; i < kr->nkeys;) {
+        int left = kr->nkeys - i, idx;
+
+        if (left >= 4)
+            idx = hmac_x86_group4(kr, i, msg, len, want0, want1), i += 4;
+        else if (left == 3)
+            idx = hmac_x86_group3(kr, i, msg, len, want0, want1), i += 3;
+        else if (left == 2)
+            idx = hmac_x86_group2(kr, i, msg, len, want0, want1), i += 2;
+        else
+            idx = hmac_x86_group1(kr, i, msg, len, want0, want1), i += 1;
+        if (idx >= 0)
+            return idx;
+    }
+    return -1;
+}
+#endif
+
 int ldprof_hmac_sha1(const struct ldprof_keyring *kr, int key_index, const void *msg, size_t len,
                      uint8_t mac[20])
 {
     if (!kr || key_index < 0 || key_index >= kr->nkeys)
         return -1;
+#if LDPROF_X86
+    if (impl_get() == LDPROF_IMPL_X86) {
+        shani_mac_store(hmac_x86_memo(&kr->keys[key_index], msg, len, NULL), mac);
+        return 0;
+    }
+#endif
     hmac_run(impl_get(), &kr->keys[key_index], msg, len, mac);
     return 0;
 }
@@ -389,9 +726,12 @@ static size_t py_space_len_back(const uint8_t *start, const uint8_t *end)
 
 int ldprof_keyring_init(struct ldprof_keyring *kr, const char *spec)
 {
+    static uint64_t generations;
+
     if (!kr)
         return -1;
     memset(kr, 0, sizeof *kr);
+    kr->generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED);
     if (!spec)
         return 0;
 
@@ -448,17 +788,21 @@ static inline int hex_value(uint8_t c)
 
 #if LDPROF_X86
 /* 16 bytes -> their 32 hex digits, as two vectors (bytes 0-7, 8-15). */
-X86_TARGET static inline void hex16_x86(const uint8_t *in, __m128i *first, __m128i *second)
+X86_TARGET static inline void hex16v_x86(__m128i v, __m128i *first, __m128i *second)
 {
     const __m128i lut = _mm_setr_epi8('0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b',
                                       'c', 'd', 'e', 'f');
     const __m128i low4 = _mm_set1_epi8(0x0f);
-    __m128i v = _mm_loadu_si128((const __m128i *)in);
     __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(v, 4), low4));
     __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(v, low4));
 
     *first = _mm_unpacklo_epi8(hi, lo);
     *second = _mm_unpackhi_epi8(hi, lo);
+}
+
+X86_TARGET static inline void hex16_x86(const uint8_t *in, __m128i *first, __m128i *second)
+{
+    hex16v_x86(_mm_loadu_si128((const __m128i *)in), first, second);
 }
 
 /* 16 hex digit characters -> 16 nibble values; *bad gets 0xff lanes for
@@ -493,6 +837,19 @@ X86_TARGET static void mac_hex_x86(const uint8_t mac[20], char out[40])
     _mm_storeu_si128((__m128i *)(out + 24), b);
     hex16_x86(mac, &a, &b); /* bytes 0..15 -> characters 0..31 (overlap: same values) */
     _mm_storeu_si128((__m128i *)out, a);
+}
+
+/* A MAC state (hmac_x86_n) -> hexdigest(), 40 characters, from registers. */
+X86_TARGET static void mac_state_hex_x86(struct shani_state s, char out[40])
+{
+    __m128i b0, b1, a, b;
+
+    shani_mac_bytes(s, &b0, &b1);
+    hex16v_x86(b0, &a, &b); /* bytes 0..15 -> characters 0..31 */
+    _mm_storeu_si128((__m128i *)out, a);
+    _mm_storeu_si128((__m128i *)(out + 16), b);
+    hex16v_x86(b1, &a, &b); /* bytes 16..19 -> characters 32..39 */
+    _mm_storel_epi64((__m128i *)(out + 32), a);
 }
 
 X86_TARGET static int hmac_hex_decode_x86(const uint8_t *s, uint8_t out[20])
@@ -664,34 +1021,32 @@ X86_TARGET static size_t b64_decode_x86(const uint8_t *in, size_t n, uint8_t *ou
 {
     size_t i = 0, o = 0;
 
+    /* Membership by nibbles: bit h-2 of hi_class[h] for high nibble h in
+     * 2..7, and lo_ok[l] has the bits of the high nibbles with which l
+     * makes an alphabet character: 2: + - /  3: 0-9  4: A-O  5: P-Z _
+     * 6: a-o  7: p-z.  Bytes >= 0x80 have no class. */
+    const __m128i lo_ok = _mm_setr_epi8(0x2a, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e,
+                                        0x3e, 0x3c, 0x15, 0x14, 0x15, 0x14, 0x1d);
+    const __m128i hi_class = _mm_setr_epi8(0, 0, 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0, 0, 0, 0, 0,
+                                           0, 0, 0);
+    /* character + offset = 6-bit value: by high nibble, except '_' and
+     * the high nibble 2 ('+' 0x2b, '-' 0x2d, '/' 0x2f: by low nibble) */
+    const __m128i off_hi = _mm_setr_epi8(0, 0, 0, 52 - '0', -'A', -'A', 26 - 'a', 26 - 'a', 0, 0,
+                                         0, 0, 0, 0, 0, 0);
+    const __m128i off_lo2 = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 62 - '+', 0, 62 - '-', 0,
+                                          63 - '/');
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+
     for (; i + 16 <= n; i += 16, o += 12) {
         __m128i c = _mm_loadu_si128((const __m128i *)(in + i));
-        __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(c, _mm_set1_epi8('A' - 1)),
-                                      _mm_cmplt_epi8(c, _mm_set1_epi8('Z' + 1)));
-        __m128i lower = _mm_and_si128(_mm_cmpgt_epi8(c, _mm_set1_epi8('a' - 1)),
-                                      _mm_cmplt_epi8(c, _mm_set1_epi8('z' + 1)));
-        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(c, _mm_set1_epi8('0' - 1)),
-                                      _mm_cmplt_epi8(c, _mm_set1_epi8('9' + 1)));
-        __m128i dash = _mm_cmpeq_epi8(c, _mm_set1_epi8('-'));
-        __m128i under = _mm_cmpeq_epi8(c, _mm_set1_epi8('_'));
-        __m128i plus = _mm_cmpeq_epi8(c, _mm_set1_epi8('+'));
-        __m128i slash = _mm_cmpeq_epi8(c, _mm_set1_epi8('/'));
-        __m128i valid = _mm_or_si128(_mm_or_si128(_mm_or_si128(upper, lower), digit),
-                                     _mm_or_si128(_mm_or_si128(dash, under),
-                                                  _mm_or_si128(plus, slash)));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(c, 4), low4), lo = _mm_and_si128(c, low4);
+        __m128i ok = _mm_and_si128(_mm_shuffle_epi8(lo_ok, lo), _mm_shuffle_epi8(hi_class, hi));
 
-        if (_mm_movemask_epi8(valid) != 0xffff)
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(ok, _mm_setzero_si128())) != 0)
             break;
-        /* character + offset = 6-bit value */
-        __m128i off = _mm_or_si128(
-            _mm_or_si128(_mm_and_si128(upper, _mm_set1_epi8(-'A')),
-                         _mm_and_si128(lower, _mm_set1_epi8(26 - 'a'))),
-            _mm_or_si128(
-                _mm_or_si128(_mm_and_si128(digit, _mm_set1_epi8(52 - '0')),
-                             _mm_and_si128(dash, _mm_set1_epi8(62 - '-'))),
-                _mm_or_si128(_mm_and_si128(under, _mm_set1_epi8(63 - '_')),
-                             _mm_or_si128(_mm_and_si128(plus, _mm_set1_epi8(62 - '+')),
-                                          _mm_and_si128(slash, _mm_set1_epi8(63 - '/'))))));
+        __m128i off = _mm_blendv_epi8(_mm_shuffle_epi8(off_hi, hi), _mm_shuffle_epi8(off_lo2, lo),
+                                      _mm_cmpeq_epi8(hi, _mm_set1_epi8(2)));
+        off = _mm_blendv_epi8(off, _mm_set1_epi8(63 - '_'), _mm_cmpeq_epi8(c, _mm_set1_epi8('_')));
         __m128i v = _mm_add_epi8(c, off);
         /* 4 x 6 bits -> 24 bits per 32-bit lane, then the 3 bytes of each lane */
         v = _mm_maddubs_epi16(v, _mm_set1_epi32(0x01400140));
@@ -1253,13 +1608,30 @@ static const char json_head[] = "{\"base_id\": \"", json_mid[] = "\", \"parent_i
  * general path would accept it with the same ids; anything else (-1) goes
  * through the general path.
  */
+/* @n (8..16) bytes at @p equal @lit, by two overlapping 8-byte words
+ * (what memcmp would say, without the call). */
+static inline int same8_16(const uint8_t *p, const char *lit, size_t n)
+{
+    uint64_t a0, a1, b0, b1;
+
+    memcpy(&a0, p, 8);
+    memcpy(&a1, p + n - 8, 8);
+    memcpy(&b0, lit, 8);
+    memcpy(&b1, lit + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 static int canonical_ids(const uint8_t *t, size_t n, uint8_t base[16], uint8_t parent[16])
 {
+    _Static_assert(JSON_HEAD_LEN >= 8 && JSON_HEAD_LEN <= 16 && JSON_MID_LEN == 17 &&
+                       JSON_TAIL_LEN == 2,
+                   "canonical_ids compares these as words");
     if (n == JSON_IDS_LEN) {
         const uint8_t *mid = t + JSON_HEAD_LEN + LDPROF_UUID_LEN;
 
-        if (memcmp(t, json_head, JSON_HEAD_LEN) != 0 || memcmp(mid, json_mid, JSON_MID_LEN) != 0 ||
-            memcmp(t + n - JSON_TAIL_LEN, json_tail, JSON_TAIL_LEN) != 0)
+        if (!same8_16(t, json_head, JSON_HEAD_LEN) || mid[0] != (uint8_t)json_mid[0] ||
+            !same8_16(mid + 1, json_mid + 1, JSON_MID_LEN - 1) ||
+            t[n - 2] != (uint8_t)json_tail[0] || t[n - 1] != (uint8_t)json_tail[1])
             return -1;
         if (ldprof_uuid_parse((const char *)t + JSON_HEAD_LEN, LDPROF_UUID_LEN, base) < 0 ||
             ldprof_uuid_parse((const char *)mid + JSON_MID_LEN, LDPROF_UUID_LEN, parent) < 0)
@@ -1277,6 +1649,35 @@ static int canonical_ids(const uint8_t *t, size_t n, uint8_t base[16], uint8_t p
     return -1;
 }
 
+/*
+ * The decoding verify needs once a key matches: base64, and the ids when
+ * the text is canonical_ids()'s.  It depends only on the (public) header
+ * text, so it is done whatever the MAC turns out to be: on x86 while the
+ * first key's HMAC runs (hmac_x86_n calls it between two SHA-1 blocks),
+ * otherwise after the keys are tried.  Its results are read only once a
+ * key matched, in the order of the steps of ldprof_trace_verify(), so the
+ * verdicts are the same as decoding afterwards.
+ */
+struct verify_pre {
+    enum ldprof_impl impl;
+    const uint8_t *in;
+    size_t len;
+    uint8_t *text; /* 3/4 of len */
+    long n;        /* b64_decode_py() */
+    int canon;     /* canonical_ids() */
+    int done;
+    uint8_t base_id[16], parent_id[16];
+};
+
+static void verify_predecode(struct verify_pre *pre)
+{
+    pre->n = b64_decode_py(pre->impl, pre->in, pre->len, pre->text);
+    pre->canon = -1;
+    if (pre->n >= 0)
+        pre->canon = canonical_ids(pre->text, (size_t)pre->n, pre->base_id, pre->parent_id);
+    pre->done = 1;
+}
+
 static int reject(struct ldprof_trace_ids *out, enum ldprof_trace_verdict v)
 {
     out->verdict = v;
@@ -1290,6 +1691,77 @@ static inline int latin1_space(uint8_t c)
     return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0;
 }
 
+/*
+ * Per-thread cache of the last few accepted header pairs.  A client often
+ * sends the same X-Trace-Info / X-Trace-HMAC with several requests of one
+ * trace (the parent is the client's span, the same for its calls); the
+ * verify of a repeat then costs a few comparisons instead of 4 SHA-1
+ * blocks.  verify's answer depends only on the keyring, the two header
+ * values and the implementation (both give the same answers; keyed by it
+ * anyway so that tests of one never read the other's results), so an
+ * entry answers only for the exact info bytes, the exact MAC bytes
+ * (compared in constant time), the same keyring generation (each
+ * ldprof_keyring_init() call makes a new one) and key count.  Only
+ * accepted pairs are kept: a rejected pair, or any pair differing in one
+ * byte, is computed in full.  Initial-exec TLS, like the HMAC memo.
+ */
+#define VERIFY_CACHE_WAYS 4
+#define VERIFY_CACHE_INFO_MAX 192 /* longer values are never cached */
+
+struct verify_cache_entry {
+    uint64_t generation; /* kr->generation; 0: empty */
+    int nkeys, impl;
+    size_t info_len;
+    uint8_t mac[20];
+    struct ldprof_trace_ids ids;
+    uint8_t info[VERIFY_CACHE_INFO_MAX];
+};
+
+struct verify_cache {
+    struct verify_cache_entry e[VERIFY_CACHE_WAYS];
+    unsigned next; /* the entry to replace */
+};
+
+static __thread struct verify_cache tls_vcache __attribute__((tls_model("initial-exec")));
+
+static int verify_cache_find(const struct ldprof_keyring *kr, enum ldprof_impl impl,
+                             const uint8_t *info, size_t info_len, const uint8_t mac[20],
+                             struct ldprof_trace_ids *out)
+{
+    struct verify_cache *c = &tls_vcache;
+
+    for (int i = 0; i < VERIFY_CACHE_WAYS; i++) {
+        const struct verify_cache_entry *e = &c->e[i];
+
+        if (e->generation == kr->generation && e->generation != 0 && e->nkeys == kr->nkeys &&
+            e->impl == (int)impl && e->info_len == info_len &&
+            memcmp(e->info, info, info_len) == 0 && mac_equal(e->mac, mac)) {
+            *out = e->ids;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void verify_cache_add(const struct ldprof_keyring *kr, enum ldprof_impl impl,
+                             const uint8_t *info, size_t info_len, const uint8_t mac[20],
+                             const struct ldprof_trace_ids *ids)
+{
+    struct verify_cache *c = &tls_vcache;
+    struct verify_cache_entry *e;
+
+    if (info_len > VERIFY_CACHE_INFO_MAX || kr->generation == 0)
+        return;
+    e = &c->e[c->next++ % VERIFY_CACHE_WAYS];
+    e->generation = kr->generation;
+    e->nkeys = kr->nkeys;
+    e->impl = (int)impl;
+    e->info_len = info_len;
+    memcpy(e->mac, mac, 20);
+    e->ids = *ids;
+    memcpy(e->info, info, info_len);
+}
+
 int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_t info_len,
                         const char *hmac, size_t hmac_len, struct ldprof_trace_ids *out)
 {
@@ -1299,6 +1771,7 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     uint8_t want[20], mac[20], base_id[16], parent_id[16];
     uint8_t text[LDPROF_TRACE_INFO_MAX / 4 * 3];
     struct json_member base, parent;
+    struct verify_pre pre;
     enum ldprof_trace_verdict v;
     int idx = -1;
     long n;
@@ -1329,11 +1802,25 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     if (!all_ascii(in, info_len))
         return reject(out, LDPROF_TRACE_BAD_BASE64);
 
-    for (int i = 0; i < kr->nkeys; i++) {
-        hmac_run(impl, &kr->keys[i], in, info_len, mac);
-        if (mac_equal(mac, want)) {
-            idx = i;
-            break;
+    if (verify_cache_find(kr, impl, in, info_len, want, out))
+        return out->key_index;
+    pre.impl = impl;
+    pre.in = in;
+    pre.len = info_len;
+    pre.text = text;
+    pre.done = 0;
+#if LDPROF_X86
+    if (impl == LDPROF_IMPL_X86) {
+        idx = verify_keys_x86(kr, in, info_len, want, &pre);
+    } else
+#endif
+    {
+        for (int i = 0; i < kr->nkeys; i++) {
+            hmac_run(impl, &kr->keys[i], in, info_len, mac);
+            if (mac_equal(mac, want)) {
+                idx = i;
+                break;
+            }
         }
     }
     if (idx < 0)
@@ -1341,10 +1828,15 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     out->key_index = idx;
 
     /* The first matching key decides: from here on, no other key is tried. */
-    if ((n = b64_decode_py(impl, in, info_len, text)) < 0)
+    if (!pre.done)
+        verify_predecode(&pre);
+    if ((n = pre.n) < 0)
         return reject(out, LDPROF_TRACE_BAD_BASE64);
-    if (canonical_ids(text, (size_t)n, base_id, parent_id) == 0)
+    if (pre.canon == 0) {
+        memcpy(base_id, pre.base_id, 16);
+        memcpy(parent_id, pre.parent_id, 16);
         goto accept;
+    }
     if (!utf8_valid(text, (size_t)n))
         return reject(out, LDPROF_TRACE_BAD_UTF8);
     if ((v = trace_json(text, (size_t)n, &base, &parent)) != LDPROF_TRACE_OK)
@@ -1364,6 +1856,7 @@ accept:
     memcpy(out->base_id, base_id, 16);
     memcpy(out->parent_id, parent_id, 16);
     out->verdict = LDPROF_TRACE_OK;
+    verify_cache_add(kr, impl, in, info_len, want, out);
     return idx;
 }
 
@@ -1391,6 +1884,14 @@ int ldprof_trace_sign(const struct ldprof_keyring *kr, int key_index, const uint
 
     size_t n = b64url_encode((const uint8_t *)json, JSON_IDS_LEN, info_out);
     info_out[n] = '\0';
+#if LDPROF_X86
+    if (impl_get() == LDPROF_IMPL_X86) {
+        mac_state_hex_x86(
+            hmac_x86_memo(&kr->keys[key_index], (const uint8_t *)info_out, n, NULL), hmac_out);
+        hmac_out[LDPROF_TRACE_HMAC_LEN] = '\0';
+        return (int)n;
+    }
+#endif
     hmac_run(impl_get(), &kr->keys[key_index], (const uint8_t *)info_out, n, mac);
     mac_hex(mac, hmac_out);
     hmac_out[LDPROF_TRACE_HMAC_LEN] = '\0';

@@ -26,6 +26,13 @@
  * requests, the sign of its outbound calls) run 3 SHA-1 blocks instead of
  * 4.  Results are identical to computing from scratch.
  *
+ * Verify cache: each thread also keeps its last 4 accepted header pairs
+ * (exact X-Trace-Info bytes, X-Trace-HMAC value, keyring generation and
+ * the result); the same pair verified again with the same keyring gets
+ * the same result without an HMAC.  Only accepted pairs are kept, and a
+ * pair differing in any byte is checked in full, so no answer changes.
+ * Together about 1.3 KiB of initial-exec TLS per thread.
+ *
  * The preload represents ids as 16 raw bytes (include/ldprof/wire.h), so an
  * id must be a UUID text to be traceable; see ldprof_trace_verify() for what
  * that means compared with OSProfiler, which never looks at the ids.
@@ -92,6 +99,8 @@ struct ldprof_hmac_key {
 struct ldprof_keyring {
     int nkeys;   /* usable keys, 0..LDPROF_MAX_KEYS */
     int ignored; /* keys beyond LDPROF_MAX_KEYS */
+    uint64_t generation; /* new for every ldprof_keyring_init() call (never
+                          * 0): identifies the keys in verify's cache */
     struct ldprof_hmac_key keys[LDPROF_MAX_KEYS];
 };
 
@@ -164,7 +173,9 @@ int ldprof_codec_set_impl(enum ldprof_impl impl);
  *  2. Keys in order: HMAC-SHA1(key, info text) is compared in constant time
  *     with the header as an exact string (40 lower-case hex digits;
  *     upper-case or truncated values never match).  The first key that
- *     matches decides; no other key is tried after it.
+ *     matches decides; no other key is tried after it.  (The x86 code
+ *     computes the keys after the first in interleaved groups of up to
+ *     four and takes the first match in key order: the same answer.)
  *  3. The info text is decoded like Python's base64.urlsafe_b64decode
  *     (lenient: both alphabets, characters outside them skipped, decoding
  *     stops at the first complete padding; missing padding is an error),

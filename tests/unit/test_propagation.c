@@ -792,6 +792,187 @@ Test(propagation, hmac_matches_openssl)
     cr_assert_eq(ldprof_hmac_sha1(NULL, 0, msg, 1, (uint8_t[20]){0}), -1);
 }
 
+/*
+ * verify's key search against OpenSSL.  On x86 it runs the first key
+ * alone and the others in interleaved groups of up to four; out->key_index
+ * is set by the HMAC step even when the text is then refused, so any
+ * ASCII message checks the MAC of every group size (keyrings of 1..8
+ * keys), every key position, every message length 0..300 (both padding
+ * cases, with and without the first-block memo).  A key listed twice
+ * matches at its first position; a MAC of no key is refused.
+ */
+Test(propagation, verify_key_groups_match_openssl)
+{
+    static const char *const names[LDPROF_MAX_KEYS] = {"k0", "key-1", "K2", "third+1", "k4",
+                                                       "5", "key six", "seven"};
+    char msg[301];
+    uint32_t x = 777;
+
+    for (size_t i = 0; i < sizeof msg - 1; i++)
+        msg[i] = (char)('!' + (x = x * 1103515245u + 12345u) % 90);
+    msg[sizeof msg - 1] = '\0';
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        if (!use_impl(impls[m]))
+            continue;
+        for (int nkeys = 1; nkeys <= LDPROF_MAX_KEYS; nkeys++) {
+            struct ldprof_keyring kr;
+            char spec[128] = "";
+
+            for (int k = 0; k < nkeys; k++) {
+                strcat(spec, names[k]);
+                strcat(spec, ",");
+            }
+            keyring(&kr, spec);
+            cr_assert_eq(kr.nkeys, nkeys);
+            for (size_t len = 0; len <= 300; len += (len < 140 ? 1 : 7)) {
+                for (int k = 0; k <= nkeys; k++) {
+                    char want[LDPROF_TRACE_HMAC_SIZE];
+                    struct ldprof_trace_ids ids;
+                    /* k == nkeys: a key that is not in the ring */
+                    const char *key = k < nkeys ? names[k] : "not-a-key";
+
+                    ref_hmac_hex(key, strlen(key), msg, len, want);
+                    ldprof_trace_verify(&kr, msg, len, want, 40, &ids);
+                    cr_assert_eq(ids.key_index, k < nkeys ? k : -1,
+                                 "impl %d keys %d key %d len %zu", (int)impls[m], nkeys, k, len);
+                }
+            }
+        }
+        /* the same key twice: the first position wins, in any group */
+        struct ldprof_keyring kr;
+        char want[LDPROF_TRACE_HMAC_SIZE];
+        struct ldprof_trace_ids ids;
+
+        keyring(&kr, "a,b,c,dup,e,dup,dup");
+        ref_hmac_hex("dup", 3, msg, 140, want);
+        ldprof_trace_verify(&kr, msg, 140, want, 40, &ids);
+        cr_assert_eq(ids.key_index, 3);
+    }
+}
+
+/*
+ * The first-block memo after verify's key groups: once key k matched (in
+ * any group), the HMAC of another message with the same first 64 bytes
+ * under key k, and under another key, is still OpenSSL's.
+ */
+Test(propagation, memo_after_key_groups)
+{
+    static const char *const names[] = {"k0", "k1", "k2", "k3", "k4", "k5"};
+    struct ldprof_keyring kr;
+    char msg[200], msg2[200];
+
+    keyring(&kr, "k0,k1,k2,k3,k4,k5");
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = msg2[i] = (char)('A' + i % 26);
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        if (!use_impl(impls[m]))
+            continue;
+        for (int k = 0; k < 6; k++) {
+            for (size_t len = 120; len <= sizeof msg; len += 4) {
+                char want[LDPROF_TRACE_HMAC_SIZE], got[LDPROF_TRACE_HMAC_SIZE];
+                struct ldprof_trace_ids ids;
+                uint8_t mac[20];
+                int other = (k + 1) % 6;
+
+                msg[len - 1] = (char)('a' + k);
+                ref_hmac_hex(names[k], 2, msg, len, want);
+                ldprof_trace_verify(&kr, msg, len, want, 40, &ids);
+                cr_assert_eq(ids.key_index, k);
+                msg2[len - 1] = (char)('0' + k); /* same first block, other end */
+                for (int j = 0; j < 2; j++) {
+                    int key = j ? other : k;
+
+                    ref_hmac_hex(names[key], 2, msg2, len, want);
+                    cr_assert_eq(ldprof_hmac_sha1(&kr, key, msg2, len, mac), 0);
+                    hex_encode(mac, 20, got);
+                    cr_assert_str_eq(got, want, "impl %d key %d len %zu", (int)impls[m], key, len);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * verify's per-thread cache of accepted pairs never accepts what a full
+ * check refuses: after a success, the same pair is accepted again with
+ * the same ids, and any one byte changed in either header, a shorter
+ * header, a keyring re-made at the same address with other keys, or the
+ * same keys in another order, gets the full check's answer.
+ */
+Test(propagation, verify_cache_exact)
+{
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        struct ldprof_keyring kr;
+        uint8_t base[16], parent[16];
+        char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+        char buf[LDPROF_TRACE_INFO_SIZE];
+        struct ldprof_trace_ids ids, again;
+
+        if (!use_impl(impls[m]))
+            continue;
+        keyring(&kr, "one,two");
+        ldprof_uuid_new(base);
+        ldprof_uuid_new(parent);
+        cr_assert_eq(ldprof_trace_sign(&kr, 1, base, parent, info, sizeof info, hmac), 140);
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &ids), 1);
+        for (int rep = 0; rep < 3; rep++) {
+            memset(&again, 0x5a, sizeof again);
+            cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &again), 1);
+            cr_assert_eq(again.verdict, LDPROF_TRACE_OK);
+            cr_assert_eq(again.key_index, 1);
+            cr_assert_eq(memcmp(again.base_id, base, 16), 0);
+            cr_assert_eq(memcmp(again.parent_id, parent, 16), 0);
+        }
+        for (int pos = 0; pos < 140; pos++) {
+            static const char repl[] = "AQgw-_+/=.";
+
+            for (const char *r = repl; *r; r++) {
+                if (*r == info[pos])
+                    continue;
+                memcpy(buf, info, sizeof buf);
+                buf[pos] = *r;
+                cr_assert_eq(ldprof_trace_verify(&kr, buf, 140, hmac, 40, &again), -1,
+                             "impl %zu info position %d -> %c", m, pos, *r);
+                cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, NULL), 1);
+            }
+        }
+        for (int pos = 0; pos < 40; pos++) {
+            memcpy(buf, hmac, LDPROF_TRACE_HMAC_SIZE);
+            buf[pos] = buf[pos] == 'f' ? '0' : (char)(buf[pos] == '9' ? 'a' : buf[pos] + 1);
+            cr_assert_eq(ldprof_trace_verify(&kr, info, 140, buf, 40, &again), -1);
+            cr_assert_eq(again.verdict, LDPROF_TRACE_BAD_HMAC);
+        }
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 139, hmac, 40, &again), -1);
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 39, &again), -1);
+        /* white space around the HMAC is no change: still accepted */
+        snprintf(buf, sizeof buf, " %s\t", hmac);
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, buf, 42, &again), 1);
+        /* keyring re-made in place */
+        keyring(&kr, "one,three");
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &again), -1);
+        cr_assert_eq(again.verdict, LDPROF_TRACE_BAD_HMAC);
+        keyring(&kr, "two,one");
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &again), 0);
+        keyring(&kr, "one,two");
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &again), 1);
+        /* more pairs than the cache holds, then the first again */
+        for (int i = 0; i < 12; i++) {
+            char info2[LDPROF_TRACE_INFO_SIZE], hmac2[LDPROF_TRACE_HMAC_SIZE];
+
+            ldprof_uuid_new(base);
+            cr_assert_eq(ldprof_trace_sign(&kr, i & 1, base, base, info2, sizeof info2, hmac2),
+                         140);
+            cr_assert_eq(ldprof_trace_verify(&kr, info2, 140, hmac2, 40, &again), i & 1);
+            cr_assert_eq(memcmp(again.base_id, base, 16), 0);
+            cr_assert_eq(ldprof_trace_verify(&kr, info2, 140, hmac, 40, &again), -1);
+        }
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &again), 1);
+        /* a refused pair is refused every time */
+        for (int rep = 0; rep < 3; rep++)
+            cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac + 1, 40, &again), -1);
+    }
+}
+
 /* ----------------------------------------------------------------- ids */
 
 Test(propagation, uuid_parse_and_format)
@@ -864,6 +1045,160 @@ Test(propagation, uuid_impls_agree)
             ldprof_uuid_format(id, t[m]);
         }
         cr_assert_str_eq(t[0], t[1]);
+    }
+}
+
+/*
+ * Portable and x86 verify agree on every X-Trace-Info decoding path:
+ * every ASCII byte at every position of a real header (base64 vector code
+ * and its fall-back to the scalar decoder, padding, skipped characters,
+ * the canonical-ids shortcut and the JSON parser), each such value signed
+ * so that it gets past the HMAC.
+ */
+Test(propagation, decode_impls_agree)
+{
+    struct ldprof_keyring kr;
+    uint8_t base[16], parent[16];
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE], buf[LDPROF_TRACE_INFO_SIZE];
+    int accepted = 0;
+
+    if (!use_impl(LDPROF_IMPL_X86))
+        cr_skip_test("no x86 implementation on this CPU");
+    keyring(&kr, "K");
+    must_parse_uuid("0f0e0d0c-0b0a-4908-8706-050403020100", base);
+    must_parse_uuid("a1b2c3d4-e5f6-4789-9abc-def012345678", parent);
+    cr_assert_eq(ldprof_trace_sign(&kr, 0, base, parent, info, sizeof info, hmac), 140);
+    for (int pos = 0; pos < LDPROF_TRACE_INFO_LEN; pos++) {
+        for (int c = 0; c < 128; c++) {
+            struct ldprof_trace_ids ids[2];
+            char mac[LDPROF_TRACE_HMAC_SIZE];
+            int r[2];
+
+            memcpy(buf, info, sizeof buf);
+            buf[pos] = (char)c;
+            ref_hmac_hex("K", 1, buf, LDPROF_TRACE_INFO_LEN, mac);
+            for (int m = 0; m < 2; m++) {
+                memset(&ids[m], 0, sizeof ids[m]);
+                ldprof_codec_set_impl(impls[m]);
+                r[m] = ldprof_trace_verify(&kr, buf, LDPROF_TRACE_INFO_LEN, mac, 40, &ids[m]);
+            }
+            cr_assert_eq(r[0], r[1], "position %d byte %d", pos, c);
+            cr_assert_eq(ids[0].verdict, ids[1].verdict, "position %d byte %d", pos, c);
+            cr_assert_eq(ids[0].key_index, 0);
+            cr_assert_eq(ids[1].key_index, 0);
+            if (r[0] == 0) {
+                accepted++;
+                cr_assert_eq(memcmp(ids[0].base_id, ids[1].base_id, 16), 0);
+                cr_assert_eq(memcmp(ids[0].parent_id, ids[1].parent_id, 16), 0);
+            }
+        }
+    }
+    cr_assert_gt(accepted, LDPROF_TRACE_INFO_LEN); /* at least the unchanged ones */
+}
+
+/* urlsafe or standard base64 with padding; each of the characters 62 and
+ * 63 drawn from either alphabet at random (both decode the same). */
+static void b64_mixed(const uint8_t *in, size_t n, char *out, uint32_t *rnd)
+{
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        for (int k = 0; k < 4; k++) {
+            unsigned d = (v >> (18 - 6 * k)) & 63;
+
+            *rnd = *rnd * 1103515245u + 12345u;
+            out[o++] = d < 62 || (*rnd >> 16) & 1 ? std[d] : (d == 62 ? '-' : '_');
+        }
+    }
+    if (n % 3)
+        out[o - 1] = '=';
+    if (n % 3 == 1)
+        out[o - 2] = '=';
+    out[o] = '\0';
+}
+
+/* Both implementations decode the ids of canonical headers exactly, for
+ * random ids in random letter case, both base64 alphabets mixed, and with
+ * a member of random UTF-8 (which must decode exactly to stay valid). */
+Test(propagation, decode_ids_exact)
+{
+    struct ldprof_keyring kr;
+    uint32_t rnd = 4242;
+
+    keyring(&kr, "K");
+    for (int i = 0; i < 3000; i++) {
+        uint8_t base[16], parent[16];
+        char json[256], b[LDPROF_UUID_SIZE], p[LDPROF_UUID_SIZE], info[400];
+        char mac[LDPROF_TRACE_HMAC_SIZE];
+        int n;
+
+        ldprof_uuid_new(base);
+        ldprof_uuid_new(parent);
+        base[i % 16] = (uint8_t)(i * 7);
+        uuid_text(base, b);
+        uuid_text(parent, p);
+        for (int k = 0; k < LDPROF_UUID_LEN; k++) {
+            rnd = rnd * 1103515245u + 12345u;
+            if ((rnd >> 16) & 1)
+                b[k] = (char)toupper((unsigned char)b[k]);
+            if ((rnd >> 17) & 1)
+                p[k] = (char)toupper((unsigned char)p[k]);
+        }
+        if (i % 3 == 2) {
+            /* and an hmac_key of random UTF-8 (ASCII up to DEL, 2-, 3- and
+             * 4-byte characters): bytes whose base64 digits include 62
+             * and 63, where one wrong bit breaks the UTF-8 or the JSON */
+            char key[96];
+            size_t kn = 0;
+
+            while (kn < 60) {
+                rnd = rnd * 1103515245u + 12345u;
+                unsigned r = rnd >> 8, kind = r % 4, cp;
+
+                if (kind == 0) {
+                    cp = 0x3e + r / 4 % 2 + (r / 8 % 2) * 0x40; /* > ? ~ DEL */
+                    key[kn++] = (char)cp;
+                } else if (kind == 1) {
+                    cp = 0x80 + r / 4 % 0x780;
+                    key[kn++] = (char)(0xc0 | cp >> 6);
+                    key[kn++] = (char)(0x80 | (cp & 0x3f));
+                } else if (kind == 2) {
+                    cp = 0xe000 + r / 4 % 0x2000; /* no surrogates */
+                    key[kn++] = (char)(0xe0 | cp >> 12);
+                    key[kn++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                    key[kn++] = (char)(0x80 | (cp & 0x3f));
+                } else {
+                    cp = 0x10000 + r / 4 % 0x100000;
+                    key[kn++] = (char)(0xf0 | cp >> 18);
+                    key[kn++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+                    key[kn++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                    key[kn++] = (char)(0x80 | (cp & 0x3f));
+                }
+            }
+            key[kn] = '\0';
+            n = snprintf(json, sizeof json, "{\"base_id\": \"%s\", \"parent_id\": \"%s\", "
+                         "\"hmac_key\": \"%s\"}", b, p, key);
+        } else if (i % 3 == 1) {
+            n = snprintf(json, sizeof json, "{\"base_id\": \"%s\", \"parent_id\": \"%s\"}", b, p);
+        } else {
+            n = snprintf(json, sizeof json, "{\"base_id\": \"%s\"}", b);
+        }
+        b64_mixed((const uint8_t *)json, (size_t)n, info, &rnd);
+        ref_hmac_hex("K", 1, info, strlen(info), mac);
+        for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+            struct ldprof_trace_ids ids;
+
+            if (!use_impl(impls[m]))
+                continue;
+            cr_assert_eq(ldprof_trace_verify(&kr, info, strlen(info), mac, 40, &ids), 0,
+                         "impl %zu %s", m, info);
+            cr_assert_eq(memcmp(ids.base_id, base, 16), 0, "impl %zu %s", m, info);
+            cr_assert_eq(memcmp(ids.parent_id, i % 3 ? parent : base, 16), 0, "impl %zu %s", m,
+                         info);
+        }
     }
 }
 
