@@ -20,7 +20,10 @@
  * calls lands in a wrapper here.  A wrapper that records holds the thread's
  * reentrancy depth for the duration of the real call: the inner hiredis
  * calls and the libc socket I/O under it see depth > 0 and go straight to
- * the real function.  One driver call = one span.
+ * the real function.  One driver call = one span.  A thread with no trace
+ * context (and no pipelined span pending anywhere) holds nothing: every
+ * wrapper, nested or not, tail-calls the real function at its first test
+ * (hr_idle() below says why that is the same).
  *
  * Span shapes.
  *   - A blocking command: one span around the call (ldprof_span_begin, so it
@@ -169,16 +172,52 @@ static inline int hr_active(void)
 }
 
 /*
+ * hr_idle - the thread has no trace context (ldprof_ctx_maybe() is 0: no
+ * root, no profile mode) and no context has pipelined spans pending
+ * (hr_pipes_used == 0).  Then no call can record anything, and the full
+ * path would at most hold the depth around the real call.  The wrappers
+ * call the real function WITHOUT holding it (a tail call, no frame), which
+ * is the same for everything underneath:
+ *   - the nested hiredis calls (redisvCommand -> redisvAppendCommand +
+ *     redisGetReply) find the thread idle too and pass at their own first
+ *     test; a context with a pipeline entry would have made hr_pipes_used
+ *     non-zero before the call (entries are made by this thread's calls on
+ *     its own context), so no FIFO is touched either way;
+ *   - the socket I/O under them runs at depth 0 but with no trace context:
+ *     no `net` span (trace_socket) and no outbound `http` span can begin.
+ *     A TCP connection to the server is followed as a possible HTTP client
+ *     connection from its connect() (libc_socket.c); its first request
+ *     bytes (RESP, never an HTTP request line) make preload/http.c stop
+ *     following it, after which the read/write gate of preload/real.h
+ *     passes its I/O at once (kinds[fd] == 0), as for any other socket.
+ * Traced threads, and trace_redis off on a traced thread, keep the old
+ * path: the depth is held, so the driver's I/O never makes `net` spans.
+ */
+static int hr_pipes_used; /* pipeline entries claimed (atomic; the FIFO is below) */
+
+static inline int hr_idle(void)
+{
+    /* !ldprof_ctx_maybe() && !hr_pipes_used, as one OR of the three words
+     * and one branch (three tests would be three branches). */
+    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on |
+            (unsigned)__atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED)) == 0;
+}
+
+/*
  * HR_PASS(sym) - the first test of a non-variadic exported wrapper: the
  * real pointer is resolved (not NULL, not missing) and the call is not
- * looked at (!hr_active()).  The wrapper then tail-calls real_<sym>, with
- * no frame, no errno save; anything else goes to its full path (*_full,
- * the same code as before the gate, not inlined).
+ * looked at (hr_idle() or !hr_active()).  The wrapper then tail-calls
+ * real_<sym>, with no frame, no errno save; anything else goes to its full
+ * path (*_full, the same code as before the gate, not inlined).  The
+ * variadic wrappers (redisCommand, ...) make the same test after va_start
+ * and call real_<vsym> or <vsym>_full with their va_list: no call before
+ * the test, so the compiler keeps the arguments in their registers (no
+ * callee-saved spills).
  */
 #define HR_PASS(sym)                                                                     \
     __builtin_expect((uintptr_t)__atomic_load_n((void **)&real_##sym, __ATOMIC_ACQUIRE) > \
                              (uintptr_t)LDPROF_SYM_MISSING &&                            \
-                         !hr_active(),                                                   \
+                         (hr_idle() || !hr_active()),                                    \
                      1)
 
 /*
@@ -518,7 +557,7 @@ struct hr_pipe {
 };
 
 static struct hr_pipe hr_pipes[PIPE_CTXS];
-static int hr_pipes_used; /* entries claimed (atomic): 0 = nothing to look up */
+/* hr_pipes_used (above hr_idle): entries claimed (atomic), 0 = nothing to look up */
 
 static struct hr_pipe *pipe_find(const redisContext *c)
 {
@@ -655,7 +694,7 @@ static __attribute__((noinline)) void *redisvCommand_full(redisContext *c, const
 {
     if (!HR_NEED(redisvCommand))
         return NULL;
-    if (!hr_active())
+    if (hr_idle() || !hr_active())
         return real_redisvCommand(c, format, ap);
     if (hr_quiet())
         return HR_HELD(real_redisvCommand(c, format, ap));
@@ -674,15 +713,11 @@ LDPROF_EXPORT void *redisCommand(redisContext *c, const char *format, ...)
     va_list ap;
     void *r;
 
-    if (!HR_NEED(redisvCommand))
-        return NULL;
     va_start(ap, format);
-    if (!hr_active())
+    if (HR_PASS(redisvCommand))
         r = real_redisvCommand(c, format, ap);
-    else if (hr_quiet())
-        r = HR_HELD(real_redisvCommand(c, format, ap));
     else
-        r = ldprof_redisvCommand(c, format, ap);
+        r = redisvCommand_full(c, format, ap);
     va_end(ap);
     return r;
 }
@@ -716,7 +751,7 @@ static __attribute__((noinline)) void *redisCommandArgv_full(redisContext *c, in
 {
     if (!HR_NEED(redisCommandArgv))
         return NULL;
-    if (!hr_active())
+    if (hr_idle() || !hr_active())
         return real_redisCommandArgv(c, argc, argv, argvlen);
     if (hr_quiet())
         return HR_HELD(real_redisCommandArgv(c, argc, argv, argvlen));
@@ -769,7 +804,7 @@ static __attribute__((noinline)) int redisvAppendCommand_full(redisContext *c, c
 {
     if (!HR_NEED(redisvAppendCommand))
         return REDIS_ERR;
-    if (!hr_active())
+    if (hr_idle() || !hr_active())
         return real_redisvAppendCommand(c, format, ap);
     if (hr_quiet() && __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0)
         return HR_HELD(real_redisvAppendCommand(c, format, ap));
@@ -788,15 +823,11 @@ LDPROF_EXPORT int redisAppendCommand(redisContext *c, const char *format, ...)
     va_list ap;
     int r;
 
-    if (!HR_NEED(redisvAppendCommand))
-        return REDIS_ERR;
     va_start(ap, format);
-    if (!hr_active())
+    if (HR_PASS(redisvAppendCommand))
         r = real_redisvAppendCommand(c, format, ap);
-    else if (hr_quiet() && __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0)
-        r = HR_HELD(real_redisvAppendCommand(c, format, ap));
     else
-        r = ldprof_redisvAppendCommand(c, format, ap);
+        r = redisvAppendCommand_full(c, format, ap);
     va_end(ap);
     return r;
 }
@@ -824,7 +855,7 @@ static __attribute__((noinline)) int redisAppendCommandArgv_full(redisContext *c
 {
     if (!HR_NEED(redisAppendCommandArgv))
         return REDIS_ERR;
-    if (!hr_active())
+    if (hr_idle() || !hr_active())
         return real_redisAppendCommandArgv(c, argc, argv, argvlen);
     if (hr_quiet() && __atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED) == 0)
         return HR_HELD(real_redisAppendCommandArgv(c, argc, argv, argvlen));
@@ -1039,7 +1070,7 @@ static __attribute__((noinline)) int redisvAsyncCommand_full(redisAsyncContext *
 {
     if (!HR_NEED(redisvAsyncCommand))
         return REDIS_ERR;
-    if (!hr_active())
+    if (hr_idle() || !hr_active())
         return real_redisvAsyncCommand(ac, fn, privdata, format, ap);
     if (hr_quiet())
         return HR_HELD(real_redisvAsyncCommand(ac, fn, privdata, format, ap));
@@ -1060,15 +1091,11 @@ LDPROF_EXPORT int redisAsyncCommand(redisAsyncContext *ac, redisCallbackFn *fn, 
     va_list ap;
     int r;
 
-    if (!HR_NEED(redisvAsyncCommand))
-        return REDIS_ERR;
     va_start(ap, format);
-    if (!hr_active())
+    if (HR_PASS(redisvAsyncCommand))
         r = real_redisvAsyncCommand(ac, fn, privdata, format, ap);
-    else if (hr_quiet())
-        r = HR_HELD(real_redisvAsyncCommand(ac, fn, privdata, format, ap));
     else
-        r = ldprof_redisvAsyncCommand(ac, fn, privdata, format, ap);
+        r = redisvAsyncCommand_full(ac, fn, privdata, format, ap);
     va_end(ap);
     return r;
 }
@@ -1098,7 +1125,7 @@ static __attribute__((noinline)) int redisAsyncCommandArgv_full(redisAsyncContex
 {
     if (!HR_NEED(redisAsyncCommandArgv))
         return REDIS_ERR;
-    if (!hr_active())
+    if (hr_idle() || !hr_active())
         return real_redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen);
     if (hr_quiet())
         return HR_HELD(real_redisAsyncCommandArgv(ac, fn, privdata, argc, argv, argvlen));

@@ -182,8 +182,24 @@ static inline int pq_want(void)
  */
 static inline int pq_quiet(void)
 {
-    return !ldprof_ctx_maybe();
+    /* !ldprof_ctx_maybe() as one OR and one branch */
+    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on) == 0;
 }
+
+/*
+ * The async sends (PQsendQuery, PQsendQueryParams, PQsendQueryPrepared)
+ * pass through at their first test when the thread is quiet, WITHOUT
+ * holding the depth (a tail call, no frame): their full path would only
+ * hold it around the real call, and nothing underneath records on a
+ * thread with no trace context: libpq makes no hooked call inside a send
+ * but the socket write, which opens no `net` span (trace_socket) and no
+ * outbound `http` span without a context; a connection still followed as
+ * a possible HTTP client (its connect() ran in a traced PQconnectdb, under
+ * the depth) is dropped by preload/http.c at its first untraced write (the
+ * frontend/backend protocol is not HTTP), after which the read/write gate
+ * of preload/real.h passes its I/O at once.  A traced thread keeps the
+ * held path: the driver's I/O never makes `net` spans.
+ */
 
 /* ------------------------------------------------------------ pending async spans */
 
@@ -205,7 +221,10 @@ static int npending; /* entries claimed: 0 makes every lookup free */
  * and no pending async span to end, or this call does not record. */
 static inline int pq_blocking_pass(void)
 {
-    return (pq_quiet() && __atomic_load_n(&npending, __ATOMIC_RELAXED) == 0) || !pq_want();
+    /* (pq_quiet() && npending == 0), as one OR and one branch */
+    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on |
+            (unsigned)__atomic_load_n(&npending, __ATOMIC_RELAXED)) == 0 ||
+           !pq_want();
 }
 
 static struct pq_pending *pending_find(const PGconn *conn)
@@ -925,7 +944,7 @@ static __attribute__((noinline)) int PQsendQuery_full(PGconn *conn, const char *
 
 LDPROF_EXPORT int PQsendQuery(PGconn *conn, const char *query)
 {
-    if (__builtin_expect(PQ_READY(PQsendQuery) && !pq_want(), 1))
+    if (__builtin_expect(PQ_READY(PQsendQuery) && (pq_quiet() || !pq_want()), 1))
         return real_PQsendQuery(conn, query);
     return PQsendQuery_full(conn, query);
 }
@@ -969,7 +988,7 @@ LDPROF_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
                                     const int *paramLengths, const int *paramFormats,
                                     int resultFormat)
 {
-    if (__builtin_expect(PQ_READY(PQsendQueryParams) && !pq_want(), 1))
+    if (__builtin_expect(PQ_READY(PQsendQueryParams) && (pq_quiet() || !pq_want()), 1))
         return real_PQsendQueryParams(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
     return PQsendQueryParams_full(conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat);
 }
@@ -1048,7 +1067,7 @@ LDPROF_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
                                       const char *const *paramValues, const int *paramLengths,
                                       const int *paramFormats, int resultFormat)
 {
-    if (__builtin_expect(PQ_READY(PQsendQueryPrepared) && !pq_want(), 1))
+    if (__builtin_expect(PQ_READY(PQsendQueryPrepared) && (pq_quiet() || !pq_want()), 1))
         return real_PQsendQueryPrepared(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
     return PQsendQueryPrepared_full(conn, stmtName, nParams, paramValues, paramLengths, paramFormats, resultFormat);
 }

@@ -11,6 +11,8 @@
 #
 #   a  without the preload
 #   b  under the preload with LDPROF_ENABLED=0
+#   b2 under the preload, enabled, no trace, LDPROF_TRACE_SOCKET=1: same
+#      stdout, the collector receives no span
 #   c  under the preload in client profile mode (LDPROF_PROFILE: the process
 #      has a trace context, so driver spans are recorded) with a collector
 #   d  as c with LDPROF_TRACE_REDIS=0
@@ -63,6 +65,20 @@ grep -qx 'failures: 0' "$E2E_TMP/a.out" || { REQ="a" STATUS="" BODY=$(cat "$E2E_
 step "b: under the preload, enabled=0"
 run b LD_PRELOAD="$LDPROF_LIB" LDPROF_CONFIG="$E2E_TMP/empty.ini" LDPROF_ENABLED=0
 same_out b
+
+# b2: the untraced path (hooks/hiredis.c hr_idle: every wrapper, nested
+# ones included, calls hiredis without holding the depth, so the socket
+# I/O under it runs at depth 0), with trace_socket on so that a `net` span
+# would show if that I/O were recorded outside a trace.
+step "b2: under the preload, enabled, outside any trace (trace_socket on): same output, nothing sent"
+collector_start b2
+run b2 LD_PRELOAD="$LDPROF_LIB" LDPROF_CONFIG="$E2E_TMP/empty.ini" LDPROF_COLLECTOR="$COLL_SOCK" \
+    LDPROF_TRACE_SOCKET=1
+same_out b2
+[ -z "$TRACE" ] || { REQ="b2" STATUS="" BODY=$(cat "$E2E_TMP/b2.err"); fail "a trace id was printed outside profile mode"; }
+sleep 0.3
+collector_stop b2
+jq_expect "$COLL_STATS" '.spans' 0 "spans received outside a trace"
 
 collector_start c
 PRE=(LD_PRELOAD="$LDPROF_LIB" LDPROF_CONFIG="$E2E_TMP/empty.ini" LDPROF_COLLECTOR="$COLL_SOCK"

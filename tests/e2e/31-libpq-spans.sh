@@ -16,6 +16,7 @@
 #   (a) without the preload
 #   (b) under the preload with LDPROF_ENABLED=0
 #   (b2) under the preload, enabled, but outside any trace (no span)
+#   (b3) as (b2) with LDPROF_TRACE_SOCKET=1 (still no span)
 #   (c) under the preload in client profile mode (LDPROF_PROFILE: the
 #       process has a trace, so driver spans record), with a collector
 #   (d) as (c) with LDPROF_RECORD_VALUES=1
@@ -131,6 +132,17 @@ sleep 0.3
 collector_stop b2
 same_output b2
 jq_expect "$COLL_STATS" '.spans' 0 "spans received outside a trace"
+
+# (b3): the async sends pass without holding the depth outside a trace
+# (hooks/libpq.c), so their socket writes run at depth 0: with trace_socket
+# on, a `net` span would show if that I/O were recorded outside a trace.
+step "(b3) as (b2) with LDPROF_TRACE_SOCKET=1: same output, nothing sent"
+collector_start b3
+run_client b3 LD_PRELOAD="$LDPROF_LIB" LDPROF_COLLECTOR="$COLL_SOCK" LDPROF_TRACE_SOCKET=1
+sleep 0.3
+collector_stop b3
+same_output b3
+jq_expect "$COLL_STATS" '.spans' 0 "spans received outside a trace (trace_socket on)"
 
 step "(c) profile mode with a collector: same output, the expected db spans"
 collect c

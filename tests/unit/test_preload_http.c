@@ -1035,3 +1035,38 @@ Test(preload_http, outbound_close_delimited_response_ends_at_close)
     cr_assert_eq(spans[0].flags, 0);
     cr_assert_str_eq(tp_field(&spans[0], "status_code", 1), "200");
 }
+
+/* The driver hooks (hooks/hiredis.c, libpq.c) call the driver without
+ * holding the depth on a thread with no trace, so a driver's TCP
+ * connection - followed from its connect() as a possible HTTP client - has
+ * its first request written through here with no context.  It must stop
+ * being followed at that write (the read/write gate then passes its I/O at
+ * its first test) and go out unchanged, recording nothing. */
+Test(preload_http, outbound_driver_protocols_untraced_stop_being_followed)
+{
+    static const char redis_get[] = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    /* PostgreSQL: a StartupMessage (length, protocol 3.0, "user" "u") and
+     * a simple Query ('Q', length, "SELECT 1") */
+    static const char pg_startup[] = "\0\0\0\x10\0\x03\0\0user\0u\0\0";
+    static const char pg_query[] = "Q\0\0\0\x0dSELECT 1";
+    const struct {
+        const char *bytes;
+        size_t n;
+    } first[] = {
+        {redis_get, sizeof(redis_get) - 1},
+        {pg_startup, sizeof(pg_startup) - 1},
+        {pg_query, sizeof(pg_query)}, /* with its terminating NUL */
+    };
+
+    cr_assert_null(ldprof_ctx_current(), "no trace on this thread");
+    for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
+        ldprof_http_on_connect(FD, (const struct sockaddr *)&backend);
+        cr_assert(ldprof_http_tracked(FD));
+        wire_len = 0;
+        program_write(FD, first[i].bytes, first[i].n);
+        cr_assert_eq(wire_len, first[i].n, "case %zu: the bytes went out unchanged", i);
+        cr_assert_eq(memcmp(wire, first[i].bytes, first[i].n), 0, "case %zu", i);
+        cr_assert_not(ldprof_http_tracked(FD), "case %zu: followed no longer", i);
+    }
+    cr_assert_eq(tp_collect(spans, 32), 0);
+}
