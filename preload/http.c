@@ -10,6 +10,9 @@
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "buffer.h"
 #include "config.h"
@@ -235,17 +238,66 @@ struct fast_head {
     size_t info_len, hmac_len;
 };
 
+/* The bytes of a header name the fast path takes: letters, digits, '-',
+ * '_', '.' (a table: one load per byte; fast_name_end's tail and the
+ * scalar build). */
+static const uint8_t fast_tchar_tab[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['_'] = 1, ['.'] = 1,
+};
+
 static inline int fast_tchar(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return fast_tchar_tab[(unsigned char)c];
 }
 
-/* Does the header name [@s, @s+@n) (token characters) equal lower-case @name? */
+/* The first byte from @p on that is not a name byte (fast_tchar), or @end. */
+static inline const char *fast_name_end(const char *p, const char *end)
+{
+#ifdef __SSE2__
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* A-Z -> a-z */
+        /* unsigned ranges with signed compares: x - lo + 0x80 < n + 0x80 - 0x100 */
+        __m128i letter = _mm_cmplt_epi8(_mm_add_epi8(l, _mm_set1_epi8((char)(0x80 - 'a'))),
+                                        _mm_set1_epi8((char)(0x80 + 26)));
+        __m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - '0'))),
+                                       _mm_set1_epi8((char)(0x80 + 10)));
+        __m128i punct = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))),
+                                     _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+        unsigned m = ~(unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), punct)) &
+                     0xffffu;
+        if (m != 0)
+            return p + __builtin_ctz(m);
+        p += 16;
+    }
+#endif
+    while (p < end && fast_tchar(*p))
+        p++;
+    return p;
+}
+
+/* Does the header name [@s, @s+@n) (token characters) equal lower-case @name?
+ * Eight bytes at a time (the last word overlapping the one before); OR 0x20
+ * maps no token character but an upper-case letter onto another one. */
 static inline int fast_name_is(const char *s, size_t n, const char *name, size_t len)
 {
+    uint64_t a, b;
+
     if (n != len)
         return 0;
+    if (len >= 8) {
+        for (size_t i = 0;; i += 8) {
+            if (i + 8 > len)
+                i = len - 8;
+            memcpy(&a, s + i, 8);
+            memcpy(&b, name + i, 8);
+            if ((a | 0x2020202020202020ull) != b)
+                return 0;
+            if (i + 8 == len)
+                return 1;
+        }
+    }
     for (size_t i = 0; i < n; i++)
         if ((s[i] | 0x20) != name[i])
             return 0;
@@ -259,16 +311,86 @@ static int fast_text_ok(const char *s, const char *e)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 
-    for (; e - s >= 8; s += 8) {
-        uint64_t x;
-        memcpy(&x, s, 8);
-        if (((x - 0x20 * ones) | (x + ones) | x) & highs)
-            for (int i = 0; i < 8; i++)
-                if ((s[i] < 0x20 || s[i] > 0x7e) && s[i] != '\t')
-                    return 0;
+    if (e - s >= 8) {
+        /* the last word overlaps the one before it (bytes checked twice) */
+        for (const char *w = s;; w += 8) {
+            uint64_t x;
+            if (e - w < 8)
+                w = e - 8;
+            memcpy(&x, w, 8);
+            if (((x - 0x20 * ones) | (x + ones) | x) & highs)
+                for (int i = 0; i < 8; i++)
+                    if ((w[i] < 0x20 || w[i] > 0x7e) && w[i] != '\t')
+                        return 0;
+            if (w == e - 8)
+                return 1;
+        }
     }
     for (; s < e; s++)
         if ((*s < 0x20 || *s > 0x7e) && *s != '\t')
+            return 0;
+    return 1;
+}
+
+/* The end of a header line whose value starts at @s: the '\n' of the first
+ * CR LF, when every byte before the CR is printable ASCII or a tab (as
+ * fast_text_ok); NULL when another byte comes first or the line does not
+ * end before @end.  One pass instead of memchr and fast_text_ok. */
+static const char *fast_value_end(const char *s, const char *end)
+{
+#ifdef __SSE2__
+    /* sixteen bytes at a time: the first byte below 0x20 or above 0x7e */
+    while (end - s >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+        if (m == 0) {
+            s += 16;
+            continue;
+        }
+        s += __builtin_ctz(m);
+        if (*s != '\t')
+            break; /* CR or a bad byte: decided below */
+        s++;
+    }
+#else
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+
+    for (; end - s >= 8; s += 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        if (((x - 0x20 * ones) | (x + ones) | x) & highs)
+            break; /* a CR, a tab or a bad byte in this word */
+    }
+#endif
+    for (; s < end; s++) {
+        if (*s == '\r')
+            return end - s >= 2 && s[1] == '\n' ? s + 1 : NULL;
+        if ((*s < 0x20 || *s > 0x7e) && *s != '\t')
+            return NULL;
+    }
+    return NULL;
+}
+
+/* Is [@s, @e) a request-target the fast path takes: bytes 0x21-0x7e but
+ * '#'?  Eight at a time as fast_text_ok (a word with a blank, a control or
+ * non-ASCII byte, or a '#', is checked byte by byte). */
+static int fast_target_ok(const char *s, const char *e)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+
+    for (; e - s >= 8; s += 8) {
+        uint64_t x, h;
+        memcpy(&x, s, 8);
+        h = x ^ (0x23 * ones); /* '#' bytes become 0 */
+        if (((x - 0x21 * ones) | (x + ones) | x | (h - ones)) & highs)
+            for (int i = 0; i < 8; i++)
+                if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '#')
+                    return 0;
+    }
+    for (; s < e; s++)
+        if (*s <= 0x20 || *s >= 0x7f || *s == '#')
             return 0;
     return 1;
 }
@@ -292,7 +414,30 @@ static const char *fast_trace_value(const char *v, const char *eol, size_t cap,
         v++;
     if (v == e || (size_t)(e - v) > cap)
         return NULL;
-    for (c = v; c < e; c++)
+    c = v;
+#ifdef __SSE2__
+    /* no blank: sixteen bytes at a time */
+    for (; e - c >= 16; c += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)c);
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
+                                           _mm_cmpeq_epi8(x, _mm_set1_epi8('\t')))) != 0)
+            return NULL;
+    }
+#endif
+    /* no blank: eight bytes at a time (a zero byte of x ^ ' ' or x ^ '\t'
+     * flags a word, checked byte by byte) */
+    for (; e - c >= 8; c += 8) {
+        const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+        uint64_t x, sp, tb;
+        memcpy(&x, c, 8);
+        sp = x ^ (0x20 * ones);
+        tb = x ^ (0x09 * ones);
+        if (((sp - ones) & ~sp & highs) | ((tb - ones) & ~tb & highs))
+            for (int i = 0; i < 8; i++)
+                if (c[i] == ' ' || c[i] == '\t')
+                    return NULL;
+    }
+    for (; c < e; c++)
         if (*c == ' ' || *c == '\t')
             return NULL;
     *len = (size_t)(e - v);
@@ -313,20 +458,23 @@ static const char *fast_headers(const char *p, const char *end, int trace, struc
     for (;;) {
         const char *c, *v, *eol;
         size_t nlen;
+        uint8_t c0;
 
         if (end - p < 2)
             return NULL;
         if (p[0] == '\r')
             return p[1] == '\n' ? p + 2 : NULL;
-        eol = memchr(p, '\n', (size_t)(end - p));
-        if (eol == NULL || eol[-1] != '\r')
-            return NULL;
-        for (c = p; c < eol && fast_tchar(*c); c++)
-            ;
-        if (c == p || *c != ':' || !fast_text_ok(c + 1, eol - 1))
+        c = fast_name_end(p, end);
+        if (c == p || c == end || *c != ':' || (eol = fast_value_end(c + 1, end)) == NULL)
             return NULL;
         nlen = (size_t)(c - p);
-        if (fast_name_is(p, nlen, "content-length", 14)) {
+        /* The names below differ in their first byte (OR 0x20 lower-cases
+         * a letter and maps no other name byte onto one): most headers are
+         * none of them and cost this one test. */
+        c0 = (uint8_t)(*p | 0x20);
+        if (c0 != 'c' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'x') {
+            /* an ordinary header */
+        } else if (fast_name_is(p, nlen, "content-length", 14)) {
             int digits = 0;
             if (fh->have_cl)
                 return NULL;
@@ -639,9 +787,8 @@ static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
     /* sp "/" ... " HTTP/1.1\r\n" */
     if (eol == NULL || eol - sp < 12 || sp[1] != '/' || memcmp(eol - 10, " HTTP/1.1\r", 10) != 0)
         return 0;
-    for (p = sp + 1; p < eol - 10; p++)
-        if (*p <= 0x20 || *p >= 0x7f || *p == '#')
-            return 0;
+    if (!fast_target_ok(sp + 1, eol - 10))
+        return 0;
     p = fast_headers(eol + 1, end, 1, &fh);
     if (p == NULL)
         return 0;
