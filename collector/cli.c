@@ -120,7 +120,8 @@ static const char show_usage[] =
     "  --dir DIR   trace directory (default as for `ldprof trace list`)\n"
     "  --redis URI read the trace from Redis instead (redis://HOST[:PORT][/DB]):\n"
     "              the events OSProfiler (or ldprof-collectord --redis) pushed to\n"
-    "              osprofiler_opt:ID (the full id), in LRANGE order\n"
+    "              osprofiler_opt:<id>, in LRANGE order; ID may be a unique prefix\n"
+    "              (found with SCAN MATCH osprofiler_opt:ID*)\n"
     "  --help      this help\n";
 
 static const char headers_usage[] =
@@ -383,6 +384,48 @@ static int cmd_trace_list(int argc, char **argv)
 
 /* ------------------------------------------------------------ trace show */
 
+/* "prefix is ambiguous" with the first candidates among `ids`. */
+static void ambiguous_id(const char *id, char *const *ids, size_t n)
+{
+    size_t pl = strlen(id), shown = 0, hits = 0;
+    char list[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (strncasecmp(ids[i], id, pl) != 0)
+            continue;
+        hits++;
+        if (shown < 5) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", shown ? ", " : "", ids[i]);
+            shown++;
+        }
+    }
+    err("trace id prefix '%s' is ambiguous: %zu traces match (%s%s)", id, hits, list,
+        hits > shown ? ", ..." : "");
+}
+
+/* The full id of the trace `id` (a unique prefix, any case) in Redis, as
+ * the directory lookup resolves it (coll_match_id): into out.  0, or -1
+ * after a message (no match, ambiguous, Redis error). */
+static int redis_resolve_id(const char *uri, const char *id, char *out, size_t outlen)
+{
+    char e[256];
+    char **ids;
+    size_t n;
+    if (coll_redis_find_ids(uri, id, &ids, &n, e, sizeof e) < 0) {
+        err("trace show: %s", e);
+        return -1;
+    }
+    long m = coll_match_id(id, ids, n);
+    if (m == -1)
+        err("no trace matches '%s' in %s", id, uri);
+    else if (m == -2)
+        ambiguous_id(id, ids, n);
+    else
+        snprintf(out, outlen, "%s", ids[m]);
+    coll_redis_ids_free(ids, n);
+    return m < 0 ? -1 : 0;
+}
+
 /* The report of trace `id` read from Redis (LRANGE osprofiler_opt:<id>,
  * OSProfiler's read order), serialised exactly as a dump.  `what` names the
  * source for messages.  0, or -1 after a message. */
@@ -476,7 +519,10 @@ static int cmd_trace_show(int argc, char **argv)
             err("trace show: --dir and --redis exclude each other");
             return EXIT_USAGE;
         }
-        if (redis_dump(redis, id, &b, path, sizeof path) < 0) {
+        /* a prefix (or an id in another case) is resolved with SCAN */
+        char full[256];
+        if (redis_resolve_id(redis, id, full, sizeof full) < 0 ||
+            redis_dump(redis, full, &b, path, sizeof path) < 0) {
             coll_buf_free(&b);
             return 1;
         }
@@ -497,20 +543,7 @@ static int cmd_trace_show(int argc, char **argv)
         return 1;
     }
     if (m == -2) {
-        size_t pl = strlen(id), shown = 0, hits = 0;
-        char list[512] = "";
-        for (size_t i = 0; i < d.n; i++) {
-            if (strncasecmp(d.ids[i], id, pl) != 0)
-                continue;
-            hits++;
-            if (shown < 5) {
-                size_t l = strlen(list);
-                snprintf(list + l, sizeof list - l, "%s%s", shown ? ", " : "", d.ids[i]);
-                shown++;
-            }
-        }
-        err("trace id prefix '%s' is ambiguous: %zu traces match (%s%s)", id, hits, list,
-            hits > shown ? ", ..." : "");
+        ambiguous_id(id, d.ids, d.n);
         dumps_free(&d);
         return 1;
     }

@@ -212,3 +212,109 @@ int coll_redis_list(const char *uri, const struct coll_list_filter *f,
         *skipped = L.skipped;
     return 0;
 }
+
+void coll_redis_ids_free(char **ids, size_t n)
+{
+    for (size_t i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
+int coll_redis_find_ids(const char *uri, const char *prefix, char ***ids, size_t *n,
+                        char *err, size_t errlen)
+{
+    struct coll_redis_uri u;
+    *ids = NULL;
+    *n = 0;
+    /* the pattern: every hex letter as a [xX] class (case-insensitive) */
+    char pat[sizeof COLL_REDIS_KEY_PREFIX + 4 * 36 + 2];
+    size_t pl = strlen(prefix), o = sizeof COLL_REDIS_KEY_PREFIX - 1;
+    if (pl > 36 || strspn(prefix, "0123456789abcdefABCDEF-") != pl) {
+        snprintf(err, errlen, "'%s' is not a trace id or id prefix", prefix);
+        return -1;
+    }
+    memcpy(pat, COLL_REDIS_KEY_PREFIX, o);
+    for (size_t i = 0; i < pl; i++) {
+        char ch = prefix[i];
+        if ((ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')) {
+            pat[o++] = '[';
+            pat[o++] = (char)(ch | 0x20);
+            pat[o++] = (char)(ch & ~0x20);
+            pat[o++] = ']';
+        } else {
+            pat[o++] = ch;
+        }
+    }
+    pat[o++] = '*';
+    pat[o] = '\0';
+    if (coll_redis_parse_uri(uri, &u) < 0) {
+        snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
+        return -1;
+    }
+    redisContext *c = coll_redis_connect(&u, LIST_TIMEOUT_MS, err, errlen);
+    if (!c)
+        return -1;
+    json_t *seen = json_object();
+    char cursor[32] = "0";
+    size_t cap = 0;
+    int rc = seen ? 0 : -1, calls = 0;
+    if (!seen)
+        snprintf(err, errlen, "out of memory");
+    const size_t kp = sizeof COLL_REDIS_KEY_PREFIX - 1;
+    while (rc == 0) {
+        if (++calls > SCAN_MAX_CALLS) {
+            snprintf(err, errlen, "SCAN did not end after %d calls", SCAN_MAX_CALLS);
+            rc = -1;
+            break;
+        }
+        redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT %d", cursor, pat, SCAN_COUNT);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            snprintf(err, errlen, "SCAN: %s",
+                     !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            if (r)
+                freeReplyObject(r);
+            rc = -1;
+            break;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; rc == 0 && i < keys->elements; i++) {
+            const redisReply *k = keys->element[i];
+            if (k->type != REDIS_REPLY_STRING || k->len <= kp || memchr(k->str, 0, k->len))
+                continue;
+            const char *id = k->str + kp;
+            if (json_object_get(seen, id))
+                continue; /* SCAN may return a key twice */
+            char *dup = strdup(id);
+            if (*n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                char **nv = realloc(*ids, nc * sizeof *nv);
+                if (nv) {
+                    *ids = nv;
+                    cap = nc;
+                }
+            }
+            if (!dup || *n == cap || json_object_set_new(seen, id, json_true()) < 0) {
+                free(dup);
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+                break;
+            }
+            (*ids)[(*n)++] = dup;
+        }
+        freeReplyObject(r);
+        if (strcmp(cursor, "0") == 0)
+            break;
+    }
+    json_decref(seen);
+    redisFree(c);
+    if (rc < 0) {
+        coll_redis_ids_free(*ids, *n);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
+}

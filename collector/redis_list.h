@@ -27,4 +27,14 @@ int coll_redis_list(const char *uri, const struct coll_list_filter *f,
                     struct coll_summary **rows, size_t *nrows, size_t *skipped,
                     coll_redis_list_warn warn, void *arg, char *err, size_t errlen);
 
+/* The ids (keys without "osprofiler_opt:") of the traces of the Redis
+ * database at `uri` whose id starts with `prefix`, ignoring the case of
+ * the hex letters (as `trace show` matches dump names), found with SCAN
+ * MATCH (bounded; each id once).  `prefix` must hold only hex digits and
+ * '-' (no glob characters).  Returns 0 with *ids a malloc'd array of *n
+ * malloc'd strings (free with coll_redis_ids_free), or -1 with `err`. */
+int coll_redis_find_ids(const char *uri, const char *prefix, char ***ids, size_t *n,
+                        char *err, size_t errlen);
+void coll_redis_ids_free(char **ids, size_t n);
+
 #endif

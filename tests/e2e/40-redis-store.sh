@@ -166,6 +166,32 @@ REQ="ldprof trace list --redis redis://127.0.0.1:1/7" BODY=""
 if "$LDPROF_CLI" trace list --redis "redis://127.0.0.1:1/7" >/dev/null 2>"$E2E_TMP/list.err"; then fail "an unreachable Redis was listed"; fi
 grep -q '^ldprof: trace list: connect 127.0.0.1:1: ' "$E2E_TMP/list.err" || { BODY=$(cat "$E2E_TMP/list.err"); fail "no clear error for an unreachable Redis"; }
 
+step "(b) ldprof trace show --redis with a unique prefix (any case), an ambiguous one, none"
+P=${BASE_B:0:13}
+"$LDPROF_CLI" trace show --redis "$RURI" --json "${P^^}" >"$E2E_TMP/ld-bp.json" 2>"$E2E_TMP/ld-bp.err" ||
+    { REQ="ldprof trace show --redis $RURI --json ${P^^}" STATUS="" BODY=$(cat "$E2E_TMP/ld-bp.err"); fail "a unique id prefix was not resolved"; }
+cmp -s "$E2E_TMP/ld-bp.json" "$E2E_TMP/ld-b.json" || { REQ="trace show --redis ${P^^}" BODY=""; fail "the prefix gave another trace than the full id"; }
+# two more keys sharing a prefix of their own: ambiguous, both listed
+AMB="$(printf '%08x' $((RANDOM * 32768 + RANDOM)))-e2e4"
+for x in 1 2; do
+    KEYS_USED+=("$AMB-$x")
+    rcli RPUSH "osprofiler_opt:$AMB-$x" '{}' >/dev/null
+done
+REQ="ldprof trace show --redis $RURI $AMB" STATUS="" BODY=""
+rc=0
+"$LDPROF_CLI" trace show --redis "$RURI" "$AMB" >/dev/null 2>"$E2E_TMP/amb.err" || rc=$?
+BODY=$(cat "$E2E_TMP/amb.err")
+[ "$rc" = 1 ] || fail "an ambiguous prefix: exit $rc, want 1 (as for a dump directory)"
+grep -q "^ldprof: trace id prefix '$AMB' is ambiguous: 2 traces match (" "$E2E_TMP/amb.err" &&
+    grep -q "$AMB-1" "$E2E_TMP/amb.err" && grep -q "$AMB-2" "$E2E_TMP/amb.err" ||
+    fail "no clear error listing both candidates"
+rc=0
+"$LDPROF_CLI" trace show --redis "$RURI" "${AMB}f" >/dev/null 2>"$E2E_TMP/none.err" || rc=$?
+BODY=$(cat "$E2E_TMP/none.err")
+[ "$rc" = 1 ] && grep -q "^ldprof: no trace matches '${AMB}f' in $RURI" "$E2E_TMP/none.err" ||
+    fail "a prefix matching nothing: exit $rc, want 1 and 'no trace matches'"
+rcli DEL "osprofiler_opt:$AMB-1" "osprofiler_opt:$AMB-2" >/dev/null
+
 # ------------------------------------------------------------------ (c)
 step "(c) Redis unreachable: ingest and dumps continue, failures counted"
 DEAD_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
