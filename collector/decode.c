@@ -142,6 +142,42 @@ static int key_ok(const uint8_t *k, size_t n)
     return i == n || !key_word_bad(key_word(k + n - 8));
 }
 
+/* A valid key of at most 16 bytes is exactly given by its length and two
+ * words: bytes [0, 8) and [n - 8, n) (which cover it), or for n < 8 its
+ * bytes padded with zeros.  Such keys repeat in every record of a
+ * datagram, so the ones found valid are remembered in d's small two-way
+ * cache and a key equal to one of them is not checked again:
+ * the verdict is key_ok()'s either way (a planted wrong entry is caught by
+ * test_collector_decode.c's key_cache tests). */
+static int key_ok_cached(struct coll_dec *d, const uint8_t *k, size_t n)
+{
+    if (n == 0 || n > 16)
+        return key_ok(k, n);
+    uint64_t a, b = 0;
+    if (n < 8) {
+        uint8_t w[8] = {0};
+        memcpy(w, k, n);
+        memcpy(&a, w, 8);
+    } else {
+        memcpy(&a, k, 8);
+        memcpy(&b, k + n - 8, 8);
+    }
+    uint64_t h = (a * 0x9e3779b97f4a7c15ull) ^ ((b + n) * 0xc2b2ae3d27d4eb4full);
+    unsigned i = (unsigned)((h ^ h >> 29) & (COLL_DEC_KEYCACHE - 1));
+    /* two ways: slots i and i ^ 1 */
+    if ((d->key_n[i] == n && d->key_a[i] == a && d->key_b[i] == b) ||
+        (d->key_n[i ^ 1] == n && d->key_a[i ^ 1] == a && d->key_b[i ^ 1] == b))
+        return 1;
+    if (!key_ok(k, n))
+        return 0;
+    if (d->key_n[i] && !d->key_n[i ^ 1])
+        i ^= 1;
+    d->key_n[i] = (uint8_t)n;
+    d->key_a[i] = a;
+    d->key_b[i] = b;
+    return 1;
+}
+
 /* ---- JSON values: a fast check for the common simple texts.
  *
  * simple_json() answers 1 only for texts that are certainly valid JSON for
@@ -336,7 +372,7 @@ static int check_tlvs(struct coll_dec *d, int err, long rec, const uint8_t *p, s
             return fail(d, err, "%s: field %u: key %u + value %u bytes overrun the block",
                         what_name(w, rec), idx, klen, vlen);
         const uint8_t *k = p + off + 4;
-        if (!key_ok(k, klen))
+        if (!key_ok_cached(d, k, klen))
             return fail(d, err, "%s: field %u: bad key", what_name(w, rec), idx);
         const uint8_t *v = k + klen;
         if (base == LDPROF_TLV_INT && vlen != 8)

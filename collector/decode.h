@@ -89,6 +89,8 @@ struct coll_tlv_iter {
     const uint8_t *p, *end;
 };
 
+#define COLL_DEC_KEYCACHE 64 /* a power of 2 */
+
 /* Decoder context.  After coll_decode(): err/errstr, the host-order header,
  * the process fields.  Iteration state is private. */
 struct coll_dec {
@@ -101,6 +103,11 @@ struct coll_dec {
     size_t len;
     size_t next_off;
     uint32_t next_idx;
+    /* Keys of at most 16 bytes already found valid in this datagram (they
+     * repeat in every record; see decode.c): key_n[i] == 0 when slot i is
+     * empty. */
+    uint8_t key_n[COLL_DEC_KEYCACHE];
+    uint64_t key_a[COLL_DEC_KEYCACHE], key_b[COLL_DEC_KEYCACHE];
 };
 
 /* Validate one whole datagram of `len` bytes.  Returns 0 (accepted; hdr and

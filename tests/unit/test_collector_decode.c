@@ -443,6 +443,67 @@ Test(collector_decode, bad_tlvs)
     }
 }
 
+/* Keys found valid are remembered for the rest of the datagram (decode.c
+ * key_ok_cached): a bad key that looks like a remembered one (same length,
+ * same first or last 8 bytes, the same bytes plus a NUL) must still be
+ * refused, in a late record, wherever the good one came first. */
+static void tlv_key(struct wb *b, const char *key, size_t klen)
+{
+    uint8_t h[4] = {LDPROF_TLV_STR, (uint8_t)klen, 1, 0};
+    wb_put(b, h, 4);
+    wb_put(b, key, klen);
+    wb_put(b, "v", 1);
+    size_t info = b->len - b->rec_off - sizeof(struct ldprof_wire_span);
+    wb_le(b->buf + b->rec_off + 0, sizeof(struct ldprof_wire_span) + info, 2);
+    wb_le(b->buf + b->rec_off + 72, info, 2);
+}
+
+static size_t spans_with_keys(const char *good, const char *last, size_t last_len)
+{
+    uint8_t id[16];
+    wb_id(id, 1, 1);
+    wb_begin(&B, LDPROF_MSG_SPANS, 1, 0);
+    wb_proc(&B, "service", "svc");
+    for (int r = 0; r < 3; r++) {
+        wb_span_begin(&B, 1, 0, id, id, id, 5, 6);
+        wb_str(&B, 0, "other.key", "x");
+        if (r < 2)
+            tlv_key(&B, good, strlen(good));
+        else
+            tlv_key(&B, last, last_len);
+        wb_span_end(&B);
+    }
+    return wb_finish(&B);
+}
+
+Test(collector_decode, key_cache_never_accepts_a_bad_key)
+{
+    static const struct {
+        const char *good, *bad;
+        size_t bad_len;
+    } c[] = {
+        {"request.path", "request.pa h", 12},    /* same first word */
+        {"request.path", "re\x7fuest.path", 12}, /* same last word */
+        {"request.path", "request..ath", 12},
+        {"a.b", "a.b\0", 4}, /* same bytes, zero padded alike */
+        {"a.b", "a.b.", 4},
+        {"a", "a\0\0\0\0\0\0\0", 8},
+        {"abcdefg.ijklmnop", "abcdefg..jklmnop", 16},
+        {"abcdefgh", "abcdefgh\0", 9},
+        {"service.instance.request.id", "service.instance.req est.id", 27},
+        {"service.instance.request.id", "service.instance..equest.id", 27},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        size_t len = spans_with_keys(c[i].good, c[i].good, strlen(c[i].good));
+        cr_assert_eq(decode_err(B.buf, len), COLL_DEC_OK, "case %zu: good key refused", i);
+        len = spans_with_keys(c[i].good, c[i].bad, c[i].bad_len);
+        struct coll_dec d;
+        cr_assert_eq(coll_decode(&d, B.buf, len), -1, "case %zu: bad key accepted", i);
+        cr_assert_eq(d.err, COLL_DEC_ETLV, "case %zu: %s", i, coll_dec_reason(d.err));
+        cr_assert(strstr(d.errstr, "record 2: field 1: bad key"), "case %zu: %s", i, d.errstr);
+    }
+}
+
 static void add_good_json(struct wb *b)
 {
     wb_json(b, 0, "a", "null");
