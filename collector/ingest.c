@@ -213,6 +213,26 @@ size_t coll_raw_count(const struct coll_trace *t)
     return t->raw ? t->raw->count : 0;
 }
 
+void coll_raw_records(const struct coll_trace *t, struct coll_rawrec *v)
+{
+    const struct coll_raw *r = t->raw;
+    if (!r)
+        return;
+    size_t i = 0;
+    for (size_t off = 0; off < r->used; i++) {
+        const struct rent *e = (const struct rent *)(const void *)(r->data + off);
+        v[i].proc = &e->proc->p;
+        v[i].pid = e->pid;
+        coll_decode_record((const uint8_t *)(e + 1), &v[i].sp);
+        off += ent_size(e->len);
+    }
+}
+
+const char *coll_ingest_host(void)
+{
+    return fallback_host;
+}
+
 void coll_raw_free(struct coll_raw *r)
 {
     if (!r)

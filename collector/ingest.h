@@ -9,8 +9,11 @@
  * when something needs them: coll_trace_realize() adds every held record to
  * the trace, in arrival order, exactly as coll_trace_add_span() of its
  * events would have at arrival, and frees the records.  trace.c realizes a
- * trace before anything reads or changes its spans (merge, render, adding
- * an event), so the dumps are byte for byte what they were.
+ * trace before anything reads or changes its spans (merge, adding an
+ * event, the reference render), so the dumps are byte for byte what they
+ * were.  A trace made only of held records is rendered straight from them
+ * (dumptext.h: the same bytes, without building any event) and is not
+ * realized at all.
  *
  * Records are copied into chunks owned by the trace; the process block of
  * their datagram (host, service, project) is shared between records (one
@@ -22,6 +25,7 @@
 #define LDPROF_COLLECTOR_INGEST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "decode.h"
 
@@ -45,6 +49,20 @@ size_t coll_raw_count(const struct coll_trace *t);
  * record's events, in arrival order) and free them.  Returns 0, or -1 when
  * some record could not be added (allocation failure; the others are). */
 int coll_trace_realize(struct coll_trace *t);
+
+/* One held record: its datagram's process block and pid, and the record. */
+struct coll_rawrec {
+    const struct coll_proc *proc;
+    uint32_t pid;
+    struct coll_span sp;
+};
+
+/* Fill v[0 .. coll_raw_count(t)) with the held records of `t` in arrival
+ * order (pointing into t's memory: valid until the trace changes). */
+void coll_raw_records(const struct coll_trace *t, struct coll_rawrec *v);
+
+/* The info.host of events whose process block has none (coll_ingest_init). */
+const char *coll_ingest_host(void);
 
 /* Free a record list (NULL is fine). */
 void coll_raw_free(struct coll_raw *r);

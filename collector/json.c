@@ -61,6 +61,13 @@ static int buf_grow(struct coll_buf *b, size_t need)
     return 0;
 }
 
+int coll_buf_reserve(struct coll_buf *b, size_t n)
+{
+    if (b->oom)
+        return -1;
+    return buf_grow(b, b->len + n);
+}
+
 int coll_buf_add(struct coll_buf *b, const void *p, size_t n)
 {
     if (buf_grow(b, b->len + n) < 0)
@@ -217,22 +224,33 @@ static int add_u16(struct coll_buf *b, unsigned v)
 {
     char e[6] = {'\\', 'u', hexdig[(v >> 12) & 15], hexdig[(v >> 8) & 15],
                  hexdig[(v >> 4) & 15], hexdig[v & 15]};
-    return coll_buf_add(b, e, 6);
+    return coll_buf_put(b, e, 6);
 }
+
+/* Bytes written as they are: printable ASCII but '"' and '\\'. */
+#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain[256] = {
+    [0x20] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f, '"' */
+    [0x30] = P16, P16, /* 0x30-0x4f */
+    [0x50] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5f, '\\' */
+    [0x60] = P16, /* 0x60-0x6f */
+    [0x70] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70-0x7f, DEL */
+};
+#undef P16
 
 int coll_json_string(struct coll_buf *b, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0;
-    if (coll_buf_addc(b, '"') < 0)
+    if (coll_buf_putc(b, '"') < 0)
         return -1;
     while (i < len) {
         unsigned c = u[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+        if (plain[c]) {
             i++;
             continue;
         }
-        if (coll_buf_add(b, s + run, i - run) < 0)
+        if (coll_buf_put(b, s + run, i - run) < 0)
             return -1;
         const char *esc = NULL;
         switch (c) {
@@ -245,7 +263,7 @@ int coll_json_string(struct coll_buf *b, const char *s, size_t len)
         case '\f': esc = "\\f"; break;
         }
         if (esc) {
-            if (coll_buf_add(b, esc, 2) < 0)
+            if (coll_buf_put(b, esc, 2) < 0)
                 return -1;
             i++;
         } else if (c < 0x80) {
@@ -271,9 +289,9 @@ int coll_json_string(struct coll_buf *b, const char *s, size_t len)
         }
         run = i;
     }
-    if (coll_buf_add(b, s + run, len - run) < 0)
+    if (coll_buf_put(b, s + run, len - run) < 0)
         return -1;
-    return coll_buf_addc(b, '"');
+    return coll_buf_putc(b, '"');
 }
 
 /* ------------------------------------------------------------------ reals */
@@ -452,7 +470,12 @@ static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
 
 int coll_json_dump(struct coll_buf *b, const json_t *v, int indent)
 {
-    if (dump(b, v, indent, 0) < 0)
+    return coll_json_dump_at(b, v, indent, 0);
+}
+
+int coll_json_dump_at(struct coll_buf *b, const json_t *v, int indent, int level)
+{
+    if (dump(b, v, indent, level) < 0)
         return -1;
     return b->oom ? -1 : 0;
 }

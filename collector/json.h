@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <jansson.h>
 
 /* A growable byte buffer.  Always NUL-terminated after a successful append
@@ -39,6 +40,29 @@ int coll_buf_addc(struct coll_buf *b, char c);
 int coll_buf_printf(struct coll_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Make room for `n` more bytes (and the NUL): 0, or -1 (oom set, or was). */
+int coll_buf_reserve(struct coll_buf *b, size_t n);
+
+/* coll_buf_add() for the hot writers: the common case inline. */
+static inline int coll_buf_put(struct coll_buf *b, const void *p, size_t n)
+{
+    if (__builtin_expect(b->cap - b->len <= n || b->oom, 0) && coll_buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static inline int coll_buf_putc(struct coll_buf *b, char c)
+{
+    if (__builtin_expect(b->cap - b->len <= 1 || b->oom, 0) && coll_buf_reserve(b, 1) < 0)
+        return -1;
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
 /* Python json.dumps() layouts:
  *   COLL_JSON_COMPACT: json.dumps(v)  -> separators ", " and ": ", one line
  *                      (what oslo jsonutils.dumps writes into Redis)
@@ -52,6 +76,11 @@ int coll_buf_printf(struct coll_buf *b, const char *fmt, ...)
  * never hold (NULL).  No trailing newline is added. */
 #define COLL_JSON_MAX_DEPTH 4096
 int coll_json_dump(struct coll_buf *b, const json_t *v, int indent);
+
+/* The same for a value written as a member `level` levels deep (the
+ * indentation of its lines; the depth limit counts from 0 as if it were
+ * nested that deep).  coll_json_dump() is level 0. */
+int coll_json_dump_at(struct coll_buf *b, const json_t *v, int indent, int level);
 
 /* Append `s` (len bytes of UTF-8) as a quoted JSON string with Python's
  * ensure_ascii escaping: \" \\ \n \r \t \b \f, other bytes < 0x20 and 0x7f as

@@ -115,37 +115,32 @@ static void failed(struct coll_redis *r, uint64_t now_ms)
     r->next_try_ms = now_ms + r->backoff_ms;
 }
 
-int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
-                    const char *const *vals, const size_t *vlens, uint64_t now_ms)
+/* Connected (or connect now, unless in a backoff)?  0, or -1 with the n
+ * events counted as failed. */
+static int ensure_conn(struct coll_redis *r, size_t n, uint64_t now_ms)
 {
-    if (n == 0)
+    if (r->ctx)
         return 0;
+    if (r->down && now_ms < r->next_try_ms) {
+        r->failed += n;
+        snprintf(r->lasterr, sizeof r->lasterr, "down (retry in %llu ms)",
+                 (unsigned long long)(r->next_try_ms - now_ms));
+        return -1;
+    }
+    r->ctx = coll_redis_connect(&r->u, REDIS_TIMEOUT_MS, r->lasterr, sizeof r->lasterr);
     if (!r->ctx) {
-        if (r->down && now_ms < r->next_try_ms) {
-            r->failed += n;
-            snprintf(r->lasterr, sizeof r->lasterr, "down (retry in %llu ms)",
-                     (unsigned long long)(r->next_try_ms - now_ms));
-            return -1;
-        }
-        r->ctx = coll_redis_connect(&r->u, REDIS_TIMEOUT_MS, r->lasterr, sizeof r->lasterr);
-        if (!r->ctx) {
-            r->failed += n;
-            failed(r, now_ms);
-            return -1;
-        }
-        r->connects++;
+        r->failed += n;
+        failed(r, now_ms);
+        return -1;
     }
+    r->connects++;
+    return 0;
+}
+
+/* Send the pipeline and read the replies of its n LPUSHes. */
+static int read_replies(struct coll_redis *r, size_t n, uint64_t now_ms)
+{
     redisContext *c = r->ctx;
-    char key[sizeof COLL_REDIS_KEY_PREFIX + 64];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(key, sizeof key, COLL_REDIS_KEY_PREFIX "%s", keys[i]);
-        if (redisAppendCommand(c, "LPUSH %s %b", key, vals[i], vlens[i]) != REDIS_OK) {
-            snprintf(r->lasterr, sizeof r->lasterr, "pipeline: %s", c->errstr);
-            r->failed += n;
-            failed(r, now_ms);
-            return -1;
-        }
-    }
     size_t ok = 0;
     for (size_t i = 0; i < n; i++) {
         void *rep = NULL;
@@ -172,6 +167,44 @@ int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
     r->down = 0;
     r->backoff_ms = 0;
     return 0;
+}
+
+int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
+                    const char *const *vals, const size_t *vlens, uint64_t now_ms)
+{
+    if (n == 0)
+        return 0;
+    if (ensure_conn(r, n, now_ms) < 0)
+        return -1;
+    redisContext *c = r->ctx;
+    char key[sizeof COLL_REDIS_KEY_PREFIX + 64];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, COLL_REDIS_KEY_PREFIX "%s", keys[i]);
+        if (redisAppendCommand(c, "LPUSH %s %b", key, vals[i], vlens[i]) != REDIS_OK) {
+            snprintf(r->lasterr, sizeof r->lasterr, "pipeline: %s", c->errstr);
+            r->failed += n;
+            failed(r, now_ms);
+            return -1;
+        }
+    }
+    return read_replies(r, n, now_ms);
+}
+
+int coll_redis_push_cmds(struct coll_redis *r, size_t n, const char *cmds, size_t len,
+                         uint64_t now_ms)
+{
+    if (n == 0)
+        return 0;
+    if (ensure_conn(r, n, now_ms) < 0)
+        return -1;
+    redisContext *c = r->ctx;
+    if (redisAppendFormattedCommand(c, cmds, len) != REDIS_OK) {
+        snprintf(r->lasterr, sizeof r->lasterr, "pipeline: %s", c->errstr);
+        r->failed += n;
+        failed(r, now_ms);
+        return -1;
+    }
+    return read_replies(r, n, now_ms);
 }
 
 json_t *coll_redis_fetch(const char *uri, const char *base_id, char *err, size_t errlen)

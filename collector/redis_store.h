@@ -55,6 +55,12 @@ void coll_redis_close(struct coll_redis *r);
 int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
                     const char *const *vals, const size_t *vlens, uint64_t now_ms);
 
+/* The same for `n` commands already in the Redis protocol (`len` bytes of
+ * cmds, e.g. from coll_redis_dgram_cmds()), sent as one write: the replies
+ * are counted as for coll_redis_push(). */
+int coll_redis_push_cmds(struct coll_redis *r, size_t n, const char *cmds, size_t len,
+                         uint64_t now_ms);
+
 /* The events of trace `base_id` in LRANGE order, as a new JSON array (each
  * element parsed from its stored text).  NULL with `err` filled on a
  * connection, command or parse error. */

@@ -49,6 +49,7 @@
 #include "json.h"
 #include "log.h"
 #include "paths.h"
+#include "evtext.h"
 #include "redis_store.h"
 #include "render.h"
 #include "store.h"
@@ -104,6 +105,14 @@ struct retention {
     uint64_t cyc_count, cyc_age, cyc_open;
 };
 
+/* A slot of the trace table: h == 0 when empty; id: the raw base_id when
+ * h's low bit is set (see key_of_text). */
+struct tslot {
+    uint64_t h;
+    struct coll_trace *t;
+    uint8_t id[16];
+};
+
 struct srv {
     const struct coll_opts *o;
     char stats_path[PATH_MAX];
@@ -112,9 +121,9 @@ struct srv {
     dev_t sock_dev;
     ino_t sock_ino;
     struct coll_store store;
-    /* traces by base_id: chained hash table */
-    struct coll_trace **tb;
-    size_t nb, ntraces, pending_spans;
+    /* open traces by base_id: open addressing, linear probing (table_*) */
+    struct tslot *ts;
+    size_t ns, ntraces, pending_spans;
     uint64_t pending_jbytes; /* journal bytes of the spans in memory */
     struct counters c;
     uint64_t dropped_gone; /* dropped of senders evicted from the table */
@@ -126,8 +135,10 @@ struct srv {
     char started_iso[40];
     int failures;   /* traces that could not be written at the last flush */
     int flush_more; /* the last budgeted flush pass left idle traces */
-    size_t flush_pos; /* bucket where the next budgeted pass resumes */
-    size_t flush_done; /* buckets walked in the current cycle */
+    size_t flush_pos; /* slot where the next budgeted pass resumes */
+    size_t flush_done; /* slots walked in the current cycle */
+    int min_ok;        /* min_last, min_first hold (see flush_traces) */
+    uint64_t min_last, min_first;
     int use_redis;  /* --redis given */
     struct coll_redis redis;
     /* open traces, least recently active first (--max-open-traces) */
@@ -158,33 +169,88 @@ static void iso_now(char out[40])
 
 /* ------------------------------------------------------------ trace table */
 
-static size_t hash_id(const char *s)
+/* The table is keyed by the raw 16-byte base_id of the wire records: a
+ * span's lookup hashes and compares those 16 bytes in the slot, without
+ * formatting the id or touching a trace that is not the one sought.  A
+ * base_id known only as text (journal lines, dump names) is keyed by its
+ * raw bytes when it is the canonical form coll_uuid_fmt() gives (so both
+ * find the same trace), else by the text itself (a hash with the low bit
+ * clear; compared with strcmp on the trace's base_id, as before). */
+static uint64_t hash_raw(const uint8_t id[16])
+{
+    uint64_t a, b;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    uint64_t h = (a ^ (b << 29 | b >> 35)) * 0x9e3779b97f4a7c15ull;
+    return (h ^ h >> 32) | 1;
+}
+
+static uint64_t hash_text(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return (size_t)h;
+    h = (h ^ h >> 32) & ~1ull;
+    return h ? h : 2;
+}
+
+/* The key of a base_id given as text: 1 and id/hash of its raw bytes when
+ * it is canonical, else 0 and the text's hash. */
+static int key_of_text(const char *base_id, uint8_t id[16], uint64_t *h)
+{
+    char again[37];
+    if (coll_uuid_parse(base_id, id) == 0) {
+        coll_uuid_fmt(id, again);
+        if (strcmp(again, base_id) == 0) {
+            *h = hash_raw(id);
+            return 1;
+        }
+    }
+    memset(id, 0, 16);
+    *h = hash_text(base_id);
+    return 0;
+}
+
+/* The slot where the probe for hash h starts (the low bit is the kind of
+ * key, not hashed). */
+static size_t slot_home(uint64_t h, size_t mask)
+{
+    return (size_t)(h >> 1) & mask;
+}
+
+/* Slot of the trace with key (h, id) (raw when h's low bit is set, else
+ * `text`), or of the empty slot where it would go.  Ends: the table is
+ * never full (at most half used). */
+static size_t slot_find(const struct srv *s, uint64_t h, const uint8_t *id, const char *text)
+{
+    size_t m = s->ns - 1, i = slot_home(h, m);
+    for (;; i = (i + 1) & m) {
+        const struct tslot *e = &s->ts[i];
+        if (!e->h)
+            return i;
+        if (e->h == h &&
+            ((h & 1) ? memcmp(e->id, id, 16) == 0 : strcmp(e->t->base_id, text) == 0))
+            return i;
+    }
 }
 
 static int table_grow(struct srv *s)
 {
-    size_t nb = s->nb ? s->nb * 2 : 1024;
-    struct coll_trace **tb = calloc(nb, sizeof *tb);
-    if (!tb)
+    size_t ns = s->ns ? s->ns * 2 : 2048;
+    struct tslot *ts = calloc(ns, sizeof *ts);
+    if (!ts)
         return -1;
-    for (size_t i = 0; i < s->nb; i++) {
-        struct coll_trace *t = s->tb[i];
-        while (t) {
-            struct coll_trace *next = t->next;
-            size_t h = hash_id(t->base_id) % nb;
-            t->next = tb[h];
-            tb[h] = t;
-            t = next;
-        }
+    for (size_t i = 0; i < s->ns; i++) {
+        if (!s->ts[i].h)
+            continue;
+        size_t j = slot_home(s->ts[i].h, ns - 1);
+        while (ts[j].h)
+            j = (j + 1) & (ns - 1);
+        ts[j] = s->ts[i];
     }
-    free(s->tb);
-    s->tb = tb;
-    s->nb = nb;
+    free(s->ts);
+    s->ts = ts;
+    s->ns = ns;
     return 0;
 }
 
@@ -215,23 +281,28 @@ static void lru_touch(struct srv *s, struct coll_trace *t)
     s->lru_tail = t;
 }
 
-static struct coll_trace *table_get(struct srv *s, const char *base_id, int create)
+/* The trace of key (h, id, text) (see slot_find), NULL when not open. */
+static struct coll_trace *table_find(const struct srv *s, uint64_t h, const uint8_t *id,
+                                     const char *text)
 {
-    if (s->nb) {
-        for (struct coll_trace *t = s->tb[hash_id(base_id) % s->nb]; t; t = t->next)
-            if (strcmp(t->base_id, base_id) == 0)
-                return t;
-    }
-    if (!create)
+    if (!s->ns)
         return NULL;
-    if ((s->ntraces + 1 > s->nb * 2) && table_grow(s) < 0)
+    return s->ts[slot_find(s, h, id, text)].t;
+}
+
+/* A new trace `base_id` (text) with key (h, id), which is not open. */
+static struct coll_trace *table_add(struct srv *s, uint64_t h, const uint8_t *id,
+                                    const char *base_id)
+{
+    if ((s->ntraces + 1) * 2 > s->ns && table_grow(s) < 0)
         return NULL;
     struct coll_trace *t = coll_trace_new(base_id);
     if (!t)
         return NULL;
-    size_t h = hash_id(base_id) % s->nb;
-    t->next = s->tb[h];
-    s->tb[h] = t;
+    struct tslot *e = &s->ts[slot_find(s, h, id, base_id)];
+    e->h = h;
+    e->t = t;
+    memcpy(e->id, id, 16);
     s->ntraces++;
     t->max_spans = s->o->max_spans_per_trace;
     t->first_ms = t->last_ms = now_ms();
@@ -239,16 +310,43 @@ static struct coll_trace *table_get(struct srv *s, const char *base_id, int crea
     return t;
 }
 
+/* The open trace `base_id` (text), NULL when there is none. */
+static struct coll_trace *table_get(struct srv *s, const char *base_id)
+{
+    uint8_t id[16];
+    uint64_t h;
+    key_of_text(base_id, id, &h);
+    return table_find(s, h, id, base_id);
+}
+
+/* Empty slot i, moving up the entries of its cluster that may take it
+ * (linear probing without tombstones).  Entries only move to lower slots
+ * of their cluster (cyclically). */
+static void slot_clear(struct srv *s, size_t i)
+{
+    size_t m = s->ns - 1;
+    for (size_t j = (i + 1) & m; s->ts[j].h; j = (j + 1) & m) {
+        size_t home = slot_home(s->ts[j].h, m);
+        if (((j - home) & m) >= ((j - i) & m)) {
+            s->ts[i] = s->ts[j];
+            i = j;
+        }
+    }
+    memset(&s->ts[i], 0, sizeof s->ts[i]);
+}
+
 static void table_remove(struct srv *s, struct coll_trace *t)
 {
-    struct coll_trace **pp = &s->tb[hash_id(t->base_id) % s->nb];
-    while (*pp && *pp != t)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = t->next;
+    uint8_t id[16];
+    uint64_t h;
+    key_of_text(t->base_id, id, &h);
+    size_t i = slot_find(s, h, id, t->base_id);
+    if (s->ts[i].t == t)
+        slot_clear(s, i);
     lru_unlink(s, t);
     s->ntraces--;
-    s->pending_spans -= t->n < s->pending_spans ? t->n : s->pending_spans;
+    size_t nsp = coll_trace_nspans(t); /* held records are counted too */
+    s->pending_spans -= nsp < s->pending_spans ? nsp : s->pending_spans;
     s->pending_jbytes -= t->jbytes < s->pending_jbytes ? t->jbytes : s->pending_jbytes;
     coll_trace_free(t);
 }
@@ -395,7 +493,7 @@ static int flush_trace(struct srv *s, struct coll_trace *t)
     else
         s->c.written++;
     coll_log(COLL_LOG_DEBUG, "event=dump base_id=%s spans=%zu bytes=%zu rewrite=%d",
-             t->base_id, use->n, out.len, rewrite);
+             t->base_id, coll_trace_nspans(use), out.len, rewrite);
     rc = 0;
 out:
     coll_trace_free(merged);
@@ -417,12 +515,11 @@ static void journal_compact(struct srv *s)
     struct coll_buf b;
     coll_buf_init(&b);
     /* Held wire records become spans first: the lines cover every span. */
-    for (size_t i = 0; i < s->nb; i++)
-        for (struct coll_trace *t = s->tb[i]; t; t = t->next)
-            if (coll_trace_realize(t) < 0)
-                goto fail;
-    for (size_t i = 0; i < s->nb; i++)
-        for (struct coll_trace *t = s->tb[i]; t; t = t->next)
+    for (size_t i = 0; i < s->ns; i++)
+        if (s->ts[i].t && coll_trace_realize(s->ts[i].t) < 0)
+            goto fail;
+    for (size_t i = 0; i < s->ns; i++)
+        for (struct coll_trace *t = s->ts[i].t; t; t = NULL)
             for (size_t k = 0; k < t->n; k++)
                 if (coll_trace_journal_line(t, k, &b) < 0 || coll_buf_addc(&b, '\n') < 0)
                     goto fail;
@@ -431,8 +528,8 @@ static void journal_compact(struct srv *s)
     /* The journal now holds exactly one line per span in memory: make the
      * byte accounting exact again (duplicates were merged). */
     s->pending_jbytes = 0;
-    for (size_t i = 0; i < s->nb; i++)
-        for (struct coll_trace *t = s->tb[i]; t; t = t->next) {
+    for (size_t i = 0; i < s->ns; i++)
+        for (struct coll_trace *t = s->ts[i].t; t; t = NULL) {
             struct coll_buf one;
             coll_buf_init(&one);
             for (size_t k = 0; k < t->n; k++) {
@@ -460,28 +557,47 @@ fail:
  * then polls the socket without sleeping and calls again.  The kernel
  * queues few datagrams per unix socket (net.unix.max_dgram_qlen), so a long
  * flush pass must not keep the socket unread.  A pass that runs out of
- * budget resumes at the bucket where it stopped (s->flush_pos), and the
- * cycle ends once every bucket was walked: a table too large to walk in one
- * budget is walked in several passes, never restarted from the top. */
+ * budget resumes at the slot where it stopped (s->flush_pos), and the
+ * cycle ends once every slot was walked: a table too large to walk in one
+ * budget is walked in several passes, never restarted from the top.
+ *
+ * A cycle walked in one call leaves the oldest last_ms and first_ms of the
+ * traces it kept (s->min_last, s->min_first).  Those times only grow (a
+ * trace's are set to now_ms(), and a new trace's are now_ms()), so until
+ * they say that some trace may be due, a walk would find none and is
+ * skipped: while traces arrive, the tick does not read every open trace. */
 static int flush_traces(struct srv *s, int all)
 {
     uint64_t now = now_ms();
     int flushed = 0, failed = 0;
-    if (all || !s->flush_more || s->flush_pos >= s->nb)
+    if (!all && !s->flush_more && s->min_ok && now - s->min_last < s->o->idle_ms &&
+        (!s->o->max_trace_age_ms || now - s->min_first < s->o->max_trace_age_ms)) {
+        s->failures = 0;
+        return 0;
+    }
+    int whole = all || !s->flush_more || s->flush_pos >= s->ns;
+    if (whole)
         s->flush_pos = 0, s->flush_done = 0;
     s->flush_more = 0;
-    for (; s->flush_done < s->nb; s->flush_done++, s->flush_pos = (s->flush_pos + 1) % s->nb) {
+    s->min_ok = 0;
+    uint64_t min_last = now, min_first = now;
+    unsigned since_check = 0;
+    while (s->flush_done < s->ns) {
         size_t i = s->flush_pos;
-        if (!all && now_ms() - now >= FLUSH_BUDGET_MS) {
-            s->flush_more = 1; /* resume at bucket i */
-            goto done;
+        if (!all && ++since_check >= 256) {
+            since_check = 0;
+            if (now_ms() - now >= FLUSH_BUDGET_MS) {
+                s->flush_more = 1; /* resume at slot i */
+                goto done;
+            }
         }
-        struct coll_trace *t = s->tb[i];
-        while (t) {
-            struct coll_trace *next = t->next;
+        struct coll_trace *t = s->ts[i].t;
+        int removed = 0;
+        if (t) {
             int old = !all && now - t->last_ms < s->o->idle_ms && s->o->max_trace_age_ms &&
                       now - t->first_ms >= s->o->max_trace_age_ms;
             if (all || now - t->last_ms >= s->o->idle_ms || old) {
+                since_check = 256; /* a dump was written: check the budget */
                 t->early_age += old;
                 if (flush_trace(s, t) == 0) {
                     if (old) {
@@ -490,11 +606,13 @@ static int flush_traces(struct srv *s, int all)
                             coll_log(COLL_LOG_INFO,
                                      "event=written_early reason=max_trace_age base_id=%s "
                                      "spans=%zu age_ms=%llu note=%s",
-                                     t->base_id, t->n, (unsigned long long)(now - t->first_ms),
+                                     t->base_id, coll_trace_nspans(t),
+                                     (unsigned long long)(now - t->first_ms),
                                      coll_logq("later spans are merged into the dump"));
                     }
                     table_remove(s, t);
                     flushed++;
+                    removed = 1;
                 } else {
                     failed++;
                     t->early_age -= old;
@@ -502,8 +620,24 @@ static int flush_traces(struct srv *s, int all)
                     lru_touch(s, t);
                 }
             }
-            t = next;
+            if (!removed) {
+                if (t->last_ms < min_last)
+                    min_last = t->last_ms;
+                if (t->first_ms < min_first)
+                    min_first = t->first_ms;
+            }
         }
+        /* After a removal slot i may hold an entry moved up from later in
+         * its cluster: look at it again. */
+        if (!removed || !s->ts[i].t) {
+            s->flush_done++;
+            s->flush_pos = (s->flush_pos + 1) % s->ns;
+        }
+    }
+    if (whole && !all) {
+        s->min_ok = 1;
+        s->min_last = min_last;
+        s->min_first = min_first;
     }
 done:
     if (flushed) {
@@ -593,7 +727,7 @@ static void write_oldest_early(struct srv *s)
             coll_log(COLL_LOG_INFO,
                      "event=written_early reason=max_open_traces base_id=%s spans=%zu "
                      "open_traces=%zu max=%zu note=%s",
-                     t->base_id, t->n, s->ntraces, s->o->max_open_traces,
+                     t->base_id, coll_trace_nspans(t), s->ntraces, s->o->max_open_traces,
                      coll_logq("later spans are merged into the dump"));
         table_remove(s, t);
         s->change_gen++;
@@ -604,15 +738,22 @@ static void write_oldest_early(struct srv *s)
     }
 }
 
-/* The open trace `base_id`, created when needed (making room first). */
-static struct coll_trace *open_trace(struct srv *s, const char *base_id)
+/* A new open trace `base_id` (text; key h, id as table_find; not open),
+ * making room first. */
+static struct coll_trace *new_trace(struct srv *s, uint64_t h, const uint8_t *id,
+                                    const char *base_id)
 {
-    struct coll_trace *t = table_get(s, base_id, 0);
-    if (t)
-        return t;
     if (s->o->max_open_traces && s->ntraces >= s->o->max_open_traces)
         write_oldest_early(s);
-    return table_get(s, base_id, 1);
+    return table_add(s, h, id, base_id);
+}
+
+/* The open trace `base_id`, created when needed. */
+static struct coll_trace *open_trace(struct srv *s, uint64_t h, const uint8_t *id,
+                                     const char *base_id)
+{
+    struct coll_trace *t = table_find(s, h, id, base_id);
+    return t ? t : new_trace(s, h, id, base_id);
 }
 
 /* Count what t's span limit cut since it held `cut0`. */
@@ -641,34 +782,47 @@ struct last_trace {
     uint8_t base[16];
 };
 
-static void add_span(struct srv *s, const struct coll_dec *d, const struct coll_span *sp,
-                     struct last_trace *last, uint64_t now, size_t jbytes)
+static int add_span(struct srv *s, const struct coll_dec *d, const struct coll_span *sp,
+                    struct last_trace *last, uint64_t now, size_t jbytes)
 {
     struct coll_trace *t = last->t;
     if (!t || memcmp(last->base, sp->hdr.base_id, 16) != 0) {
-        char base_id[37];
-        coll_uuid_fmt(sp->hdr.base_id, base_id);
-        last->t = t = open_trace(s, base_id);
-        memcpy(last->base, sp->hdr.base_id, 16);
+        /* One lookup by the raw id; the text form only for a new trace. */
+        uint64_t h = hash_raw(sp->hdr.base_id);
+        t = table_find(s, h, sp->hdr.base_id, NULL);
         if (!t) {
-            coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
-            return;
+            char base_id[37];
+            coll_uuid_fmt(sp->hdr.base_id, base_id);
+            t = new_trace(s, h, sp->hdr.base_id, base_id);
+            if (!t) {
+                last->t = NULL;
+                coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
+                return 1;
+            }
         }
+        last->t = t;
+        memcpy(last->base, sp->hdr.base_id, 16);
     }
     const char *base_id = t->base_id;
     size_t before = t->n + coll_raw_count(t);
     uint64_t cut0 = t->cut_spans;
+    int lost = 0;
     if (!t->max_spans || before < t->max_spans) {
-        if (coll_raw_add(t, d, sp) < 0)
+        if (coll_raw_add(t, d, sp) < 0) {
             coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
+            lost = 1;
+        }
     } else {
         json_t *start = NULL, *stop = NULL;
         if (coll_events_build(&d->proc, d->hdr.pid, sp, s->host, &start, &stop) < 0 ||
-            coll_trace_add_span(t, start, stop) < 0)
+            coll_trace_add_span(t, start, stop) < 0) {
             coll_log(COLL_LOG_ERROR, "event=bad_span base_id=%s", base_id);
+            lost = 1;
+        }
         json_decref(start);
         json_decref(stop);
     }
+    lost |= t->cut_spans != cut0;
     note_cut(s, t, cut0);
     size_t after = t->n + coll_raw_count(t);
     if (after >= before)
@@ -679,86 +833,29 @@ static void add_span(struct srv *s, const struct coll_dec *d, const struct coll_
     s->pending_jbytes += jbytes;
     t->last_ms = now;
     lru_touch(s, t);
-}
-
-/* Push order of a datagram's spans: the order OSProfiler's pushes of their
- * stop events would have (stop time, oldest first; of two that stop in the
- * same µs the one that started later first, as a child stops before its
- * parent; then datagram order), so that LRANGE gives what trace.h calls the
- * read order. */
-struct rorder {
-    uint32_t i;
-    int64_t stop_us, start_us;
-};
-
-static int64_t ev_us(json_t *e)
-{
-    json_t *t = json_object_get(e, "timestamp");
-    int64_t us = 0;
-    if (json_is_string(t))
-        coll_ts_parse(json_string_value(t), json_string_length(t), &us);
-    return us;
-}
-
-static int rorder_cmp(const void *a, const void *b)
-{
-    const struct rorder *x = a, *y = b;
-    if (x->stop_us != y->stop_us)
-        return x->stop_us < y->stop_us ? -1 : 1;
-    if (x->start_us != y->start_us)
-        return x->start_us > y->start_us ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
+    return lost;
 }
 
 /* OSProfiler's Redis layout (compat §8): each span's start event, then its
- * stop event (the order OSProfiler pushes them in), one pipeline for the
- * datagram.  A failure is counted and logged; the spans are in the journal
- * and reach their dumps as always. */
-static void redis_push_spans(struct srv *s, json_t **ev, char (*ids)[37], uint32_t n,
-                             uint64_t now)
+ * stop event (the order OSProfiler pushes them in), the spans in the order
+ * of their stop times (evtext.h), one pipeline for the datagram.  The
+ * events are written as text straight from the records.  A failure is
+ * counted and logged; the spans are in the journal and reach their dumps
+ * as always. */
+static void redis_push_dgram(struct srv *s, const struct coll_dec *d, uint64_t now)
 {
-    size_t cap = 2 * (size_t)n, k = 0;
-    const char **keys = calloc(cap ? cap : 1, sizeof *keys);
-    const char **vals = calloc(cap ? cap : 1, sizeof *vals);
-    size_t *vlens = calloc(cap ? cap : 1, sizeof *vlens);
-    struct coll_buf *bufs = calloc(cap ? cap : 1, sizeof *bufs);
-    if (!keys || !vals || !vlens || !bufs) {
-        s->redis.failed += cap;
-        coll_log(COLL_LOG_ERROR, "event=oom what=redis_push");
-        goto out;
+    static struct coll_buf cmds; /* reused: one datagram at a time */
+    size_t nev = 0;
+    coll_buf_reset(&cmds);
+    if (coll_redis_dgram_cmds(&cmds, d, s->host, &nev) < 0) {
+        s->redis.failed += 2 * (uint64_t)d->hdr.nrec;
+        coll_log(COLL_LOG_ERROR, "event=oom what=redis_push spans=%u", d->hdr.nrec);
+        coll_buf_free(&cmds);
+        return;
     }
-    struct rorder *ord = calloc(n ? n : 1, sizeof *ord);
-    if (!ord) {
-        s->redis.failed += cap;
-        coll_log(COLL_LOG_ERROR, "event=oom what=redis_push");
-        goto out;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        ord[i].i = i;
-        ord[i].stop_us = ev_us(ev[2 * i + 1] ? ev[2 * i + 1] : ev[2 * i]);
-        ord[i].start_us = ev_us(ev[2 * i]);
-    }
-    qsort(ord, n, sizeof *ord, rorder_cmp);
-    for (uint32_t x = 0; x < n; x++)
-        for (int j = 0; j < 2; j++) {
-            uint32_t i = ord[x].i;
-            json_t *e = ev[2 * i + j];
-            if (!e)
-                continue;
-            coll_buf_init(&bufs[k]);
-            if (coll_json_dump(&bufs[k], e, COLL_JSON_COMPACT) < 0 || bufs[k].oom) {
-                coll_buf_free(&bufs[k]);
-                s->redis.failed++;
-                continue;
-            }
-            keys[k] = ids[i];
-            vals[k] = bufs[k].p;
-            vlens[k] = bufs[k].len;
-            k++;
-        }
     int was_down = s->redis.down;
     uint64_t errors = s->redis.errors;
-    if (coll_redis_push(&s->redis, k, keys, vals, vlens, now) < 0) {
+    if (coll_redis_push_cmds(&s->redis, nev, cmds.p, cmds.len, now) < 0) {
         if (s->redis.errors != errors) /* a real attempt (not skipped in a backoff) */
             coll_log(COLL_LOG_ERROR,
                      "event=redis_error uri=%s error=%s events_failed=%llu retry_ms=%llu",
@@ -769,43 +866,45 @@ static void redis_push_spans(struct srv *s, json_t **ev, char (*ids)[37], uint32
         coll_log(COLL_LOG_INFO, "event=redis_reconnected uri=%s events_failed=%llu",
                  coll_logq(s->redis.uri), (unsigned long long)s->redis.failed);
     }
-    for (size_t x = 0; x < k; x++)
-        coll_buf_free(&bufs[x]);
-    free(ord);
-out:
-    free(keys);
-    free(vals);
-    free(vlens);
-    free(bufs);
+    if (cmds.cap > (1u << 20)) /* keep no more than 1 MiB between datagrams */
+        coll_buf_free(&cmds);
 }
 
-/* The events of every span of `d` (iterated on a copy), pushed to Redis. */
-static void redis_push_dgram(struct srv *s, const struct coll_dec *d, uint64_t now)
+/* Per record of the datagram being handled: 1 when add_span did not keep
+ * it (cut by a limit, or lost).  A record takes at least its 80-byte head. */
+static uint8_t lost[LDPROF_WIRE_MAX_DGRAM / sizeof(struct ldprof_wire_span) + 1];
+
+/* Push the records of the datagram `buf` (decoded as `d`, iteration not
+ * started) that add_span kept (lost[i] == 0): a copy of the datagram with
+ * only those records (same header and process block, len and nrec set),
+ * pushed as any datagram. */
+static void redis_push_kept(struct srv *s, const uint8_t *buf, const struct coll_dec *d,
+                            uint64_t now)
 {
+    static uint8_t out[LDPROF_WIRE_MAX_DGRAM];
+    size_t off = sizeof(struct ldprof_wire_hdr) + d->hdr.proc_len;
+    memcpy(out, buf, off);
     struct coll_dec it = *d;
-    uint32_t n = d->hdr.nrec, i = 0;
-    json_t **ev = calloc(n ? 2 * (size_t)n : 1, sizeof *ev);
-    char(*ids)[37] = calloc(n ? n : 1, sizeof *ids);
     struct coll_span sp;
-    if (!ev || !ids)
-        goto oom;
+    uint32_t i = 0, n = 0;
     while (coll_decode_next(&it, &sp)) {
-        if (coll_events_build(&d->proc, d->hdr.pid, &sp, s->host, &ev[2 * i], &ev[2 * i + 1]) < 0)
-            goto oom;
-        coll_uuid_fmt(sp.hdr.base_id, ids[i]);
-        i++;
+        if (!lost[i++]) {
+            memcpy(out + off, sp.info - sizeof(struct ldprof_wire_span), sp.hdr.rec_len);
+            off += sp.hdr.rec_len;
+            n++;
+        }
     }
-    redis_push_spans(s, ev, ids, i, now);
-    goto out;
-oom:
-    s->redis.failed += 2 * (uint64_t)n;
-    coll_log(COLL_LOG_ERROR, "event=oom what=redis_push spans=%u", n);
-out:
-    if (ev)
-        for (size_t k = 0; k < 2 * (size_t)n; k++)
-            json_decref(ev[k]);
-    free(ev);
-    free(ids);
+    for (int k = 0; k < 4; k++) {
+        out[8 + k] = (uint8_t)(off >> (8 * k)); /* hdr.len */
+        out[16 + k] = (uint8_t)(n >> (8 * k));  /* hdr.nrec */
+    }
+    struct coll_dec kept;
+    if (coll_decode(&kept, out, off) < 0) { /* cannot happen: parts of a valid one */
+        s->redis.failed += 2 * (uint64_t)n;
+        coll_log(COLL_LOG_ERROR, "event=redis_push_error error=%s", coll_logq(kept.errstr));
+        return;
+    }
+    redis_push_dgram(s, &kept, now);
 }
 
 static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
@@ -849,19 +948,27 @@ static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
         coll_log(COLL_LOG_ERROR, "event=journal_write_error error=%s",
                  coll_logq(strerror(errno)));
     }
-    if (s->use_redis)
-        redis_push_dgram(s, &d, now);
     /* Journal bytes per span (for compaction): the entry shared out. */
     size_t entry = len + 9, share = n ? entry / n : 0, rest = n ? entry % n : 0;
     struct coll_span sp;
     struct last_trace last = {NULL, {0}};
-    uint32_t i = 0;
+    struct coll_dec fresh; /* for the Redis push: iteration not started */
+    if (s->use_redis)
+        fresh = d;
+    uint32_t i = 0, nlost = 0;
     while (coll_decode_next(&d, &sp)) {
-        add_span(s, &d, &sp, &last, now, share + (i == 0 ? rest : 0));
+        int l = add_span(s, &d, &sp, &last, now, share + (i == 0 ? rest : 0));
+        lost[i] = (uint8_t)l;
+        nlost += (uint32_t)l;
         i++;
     }
     s->c.spans += i;
     snd->spans += i;
+    /* Redis gets the spans memory kept (those a limit cut are not pushed). */
+    if (s->use_redis && nlost == 0)
+        redis_push_dgram(s, &fresh, now);
+    else if (s->use_redis && nlost < i)
+        redis_push_kept(s, buf, &fresh, now);
     if (s->pending_spans > s->o->max_pending) {
         s->c.forced_flushes++;
         coll_log(COLL_LOG_WARN, "event=forced_flush pending_spans=%zu max=%zu",
@@ -967,7 +1074,9 @@ static void replay_line(void *arg, int kind, const char *line, size_t len)
         json_decref(evs);
         return;
     }
-    struct coll_trace *t = open_trace(r->s, base_id);
+    uint64_t h;
+    key_of_text(base_id, raw, &h);
+    struct coll_trace *t = open_trace(r->s, h, raw, base_id);
     if (!t) {
         r->bad++;
         json_decref(evs);
@@ -1217,7 +1326,7 @@ static int ret_prune(struct srv *s, struct retention *r)
         int by_count = r->pos < r->excess, by_age = e->mtime_ns < r->cutoff_ns;
         if (!by_count && !by_age)
             return 1; /* sorted: the rest is newer */
-        if (table_get(s, e->id, 0)) {
+        if (table_get(s, e->id)) {
             r->skipped_open++;
             r->cyc_open++;
             s->change_gen++;
@@ -1328,6 +1437,70 @@ static void tick(struct srv *s)
         s->limit_logged = s->limit_suppressed = 0;
         s->reject_window_ms = now;
     }
+}
+
+/* ------------------------------------------------------------ temp files */
+
+/* The pid of a temporary file store.c leaves when killed mid-write:
+ * ".<id>.json.tmp.<pid>" or ".journal.jsonl.tmp.<pid>", else 0. */
+static long tmp_file_pid(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (name[0] != '.' || !t || t == name)
+        return 0;
+    size_t stem = (size_t)(t - name);
+    int dump = stem > 6 && memcmp(t - 5, ".json", 5) == 0;
+    int journal = stem == 1 + strlen(COLL_JOURNAL_NAME) &&
+                  memcmp(name + 1, COLL_JOURNAL_NAME, stem - 1) == 0;
+    if (!dump && !journal)
+        return 0;
+    const char *d = t + 5;
+    long pid = 0;
+    if (!*d || strlen(d) > 9)
+        return 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return 0;
+        pid = pid * 10 + (*d - '0');
+    }
+    return pid;
+}
+
+/* At start: remove the temporary files of writers that are gone (a kill -9
+ * during a dump or journal write leaves one).  A file whose pid is alive is
+ * kept: another collector may write dumps into the same directory (one
+ * collector per socket, not per directory).  Our own pid cannot have
+ * written one yet: its file is from an earlier process. */
+static void remove_stale_tmp(struct srv *s)
+{
+    int fd = dup(s->store.dirfd);
+    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dp) {
+        if (fd >= 0)
+            close(fd);
+        coll_log(COLL_LOG_WARN, "event=tmp_scan_error error=%s", coll_logq(strerror(errno)));
+        return;
+    }
+    long self = (long)getpid();
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL) {
+        long pid = tmp_file_pid(de->d_name);
+        if (pid <= 0)
+            continue;
+        if (pid != self && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+            coll_log(COLL_LOG_INFO, "event=tmp_file_kept file=%s pid=%ld reason=%s",
+                     coll_logq(de->d_name), pid, coll_logq("its writer is running"));
+            continue;
+        }
+        if (unlinkat(s->store.dirfd, de->d_name, 0) < 0) {
+            coll_log(COLL_LOG_WARN, "event=tmp_remove_error file=%s error=%s",
+                     coll_logq(de->d_name), coll_logq(strerror(errno)));
+            continue;
+        }
+        coll_log(COLL_LOG_INFO, "event=stale_tmp_removed file=%s pid=%ld",
+                 coll_logq(de->d_name), pid);
+    }
+    closedir(dp);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -1504,15 +1677,9 @@ void coll_opts_defaults(struct coll_opts *o)
 
 static void teardown(struct srv *s)
 {
-    for (size_t i = 0; i < s->nb; i++) {
-        struct coll_trace *t = s->tb[i];
-        while (t) {
-            struct coll_trace *next = t->next;
-            coll_trace_free(t);
-            t = next;
-        }
-    }
-    free(s->tb);
+    for (size_t i = 0; i < s->ns; i++)
+        coll_trace_free(s->ts[i].t);
+    free(s->ts);
     if (s->ret.dp)
         closedir(s->ret.dp);
     free(s->ret.v);
@@ -1581,6 +1748,10 @@ int coll_server_run(const struct coll_opts *o)
              o->max_open_traces, o->max_spans_per_trace,
              (unsigned long long)o->max_trace_age_ms, o->max_traces,
              (unsigned long long)o->max_age_ms);
+    remove_stale_tmp(s);
+    /* Every trace opened from now on has last_ms, first_ms >= this. */
+    s->min_ok = 1;
+    s->min_last = s->min_first = now_ms();
     replay_journal(s);
     write_stats_file(s, 1);
     write_ready(s);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dumptext.h"
 #include "events.h"
 #include "ingest.h"
 
@@ -270,6 +271,35 @@ json_t *coll_trace_events(struct coll_trace *t)
 }
 
 int coll_trace_render(struct coll_trace *t, struct coll_buf *out, struct coll_report_ctx *ctx)
+{
+    ctx->err = COLL_REPORT_OK;
+    ctx->errstr[0] = '\0';
+    if (t->raw && t->n == 0) {
+        json_t *m = NULL;
+        int rc = 0;
+        if (coll_trace_marked(t) && !(m = marker_json(t)))
+            rc = -1;
+        if (rc == 0)
+            rc = coll_dump_text(t, out, m);
+        json_decref(m);
+        if (rc <= 0) {
+            if (rc < 0) {
+                ctx->err = COLL_REPORT_ENOMEM;
+                snprintf(ctx->errstr, sizeof ctx->errstr, "out of memory");
+            }
+            return rc;
+        }
+    }
+    return coll_trace_render_ref(t, out, ctx);
+}
+
+size_t coll_trace_nspans(const struct coll_trace *t)
+{
+    return t->n + coll_raw_count(t);
+}
+
+int coll_trace_render_ref(struct coll_trace *t, struct coll_buf *out,
+                          struct coll_report_ctx *ctx)
 {
     json_t *events = coll_trace_events(t);
     if (!events) {

@@ -107,6 +107,21 @@ json_t *coll_trace_events(struct coll_trace *t);
 int coll_trace_render(struct coll_trace *t, struct coll_buf *out,
                       struct coll_report_ctx *ctx);
 
+/* How coll_trace_render() gets there: a trace made only of held wire
+ * records (t->n == 0, the usual case: spans arrive, the trace goes idle,
+ * it is written) is written straight from the records by coll_dump_text()
+ * (dumptext.h), without realizing them (the trace is left as it was);
+ * anything else, or when that declines, goes through
+ * coll_trace_render_ref(): realize, build the report tree with jansson
+ * (report.c), serialise it (json.c).  Both give the same bytes; the
+ * reference is kept for merged and re-read traces and for the tests. */
+int coll_trace_render_ref(struct coll_trace *t, struct coll_buf *out,
+                          struct coll_report_ctx *ctx);
+
+/* Spans of `t` including its held records (those are not deduplicated
+ * by trace_id until realized). */
+size_t coll_trace_nspans(const struct coll_trace *t);
+
 /* Re-read the spans of a dump (the meta.raw_payload.* events of every node
  * in the tree) into `t`, and the counts of its "ldprof" marker if any.
  * Spans that OSProfiler's tree leaves out (parent cycles) are not in the

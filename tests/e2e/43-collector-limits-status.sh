@@ -5,7 +5,8 @@
 #   (a) --max-spans-per-trace 3: a traced request's dump keeps 3 spans and
 #       says how many were dropped (the "ldprof" key); OSProfiler's CLI
 #       re-renders the marked dump to the same bytes, and ldprof trace
-#       show/list (text, --json, --dot, --chrome, --otlp) read it;
+#       show/list (text, --json, --dot, --chrome, --otlp) read it; with
+#       --redis, Redis gets the events of the 3 kept spans only;
 #   (b) --max-traces 2: older dumps are pruned, the newest two kept;
 #   (c) `ldprof status`: running, per-pid counts (zaqard's kernel pid,
 #       service, exe, spans, the preload's own drop count), cut and pruned
@@ -26,8 +27,16 @@ have_dumps() { [ -n "$(dumps)" ]; }
 if [ -x /usr/bin/osprofiler ]; then OSP=(/usr/bin/osprofiler); else OSP=(/usr/bin/python3 -m osprofiler.cmd.shell); fi
 
 # ------------------------------------------------------------------ (a)
-step "(a) collector with --max-spans-per-trace 3 --max-traces 2"
-collector_start main --max-spans-per-trace 3 --max-traces 2
+RURI="$REDIS_BASE/12"
+HP=${REDIS_BASE#redis://}
+rcli() { redis-cli -h "${HP%:*}" -p "${HP##*:}" -n 12 "$@"; }
+RKEYS=()
+on_exit 'for k in "${RKEYS[@]}"; do rcli DEL "osprofiler_opt:$k" >/dev/null 2>&1; done'
+
+step "(a) collector with --max-spans-per-trace 3 --max-traces 2 --redis $RURI"
+# --idle-ms 1000: the request's spans all reach the trace before it is written
+# (a span arriving after its dump holds 3 is cut there, when Redis has it)
+collector_start main --max-spans-per-trace 3 --max-traces 2 --redis "$RURI" --idle-ms 1000
 preload_wrapper "$E2E_TMP/wrap.sh" LDPROF_COLLECTOR="$COLL_SOCK" LDPROF_HMAC_KEYS="$KEY" \
     LDPROF_SERVICE="$SVC" LDPROF_PROJECT="$PROJ"
 ZAQARD_WRAPPER="$E2E_TMP/wrap.sh" zaqard_start zq --pool "r1=$REDIS_BASE/8" --threads 2
@@ -36,6 +45,7 @@ ZPID=${ZQ_PID[zq]}
 step "(a) a traced POST (wsgi and its driver spans: more than 3)"
 trace_headers "$KEY"
 BASE=$TH_BASE
+RKEYS+=("$BASE")
 req "${TH[@]}" POST "/v2/queues/q43-$E2E_ID/messages" '{"messages": [{"ttl": 300, "body": {"event": "e2e-43"}}]}'
 expect_status 201
 DUMP="$COLL_DIR/$BASE.json"
@@ -60,6 +70,16 @@ jq_expect "$DUMP" 'keys_unsorted' '["info", "children", "stats", "ldprof"]' "the
 jq_expect "$COLL_STATS" '.limits | {max_spans_per_trace, spans_dropped}' \
     "{\"max_spans_per_trace\": 3, \"spans_dropped\": $((RECV - 3))}" "stats: limits"
 echo "$RECV spans received, 3 kept, $((RECV - 3)) dropped and counted"
+
+step "(a) Redis got what the dump got: the events of the 3 kept spans"
+jq -r "$JQ_SPANS spans | .trace_id" "$DUMP" | sort >"$E2E_TMP/dump.ids"
+rcli LRANGE "osprofiler_opt:$BASE" 0 -1 | jq -r .trace_id | sort >"$E2E_TMP/redis.ids"
+REQ="LRANGE osprofiler_opt:$BASE" STATUS="" BODY="dump: $(tr '\n' ' ' <"$E2E_TMP/dump.ids") redis: $(tr '\n' ' ' <"$E2E_TMP/redis.ids")"
+NEV=$(jq "$JQ_SPANS [spans | (.start, .stop) | select(. != null)] | length" "$DUMP")
+[ "$(uniq "$E2E_TMP/redis.ids")" = "$(cat "$E2E_TMP/dump.ids")" ] &&
+    [ "$(wc -l <"$E2E_TMP/redis.ids")" = "$NEV" ] ||
+    fail "Redis holds other spans than the dump (want the $NEV events of its 3 spans)"
+jq_expect "$COLL_STATS" '.redis | {pushed, failed}' "{\"pushed\": $NEV, \"failed\": 0}" "stats: redis counters"
 
 step "(a) OSProfiler's CLI re-renders the marked dump to the same bytes"
 "${OSP[@]}" trace show --connection-string redis://127.0.0.1:1 --json "$DUMP" >"$E2E_TMP/osp.json" 2>"$E2E_TMP/osp.err" ||

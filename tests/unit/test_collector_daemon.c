@@ -842,6 +842,132 @@ Test(collector_daemon, open_trace_limit_writes_the_oldest_early)
     env_cleanup(&e);
 }
 
+/* The trace table (server.c: open addressing by the raw base_id, slots
+ * emptied by moving their cluster up): 2,000 traces, at most 1,500 open,
+ * two spans each sent in two rounds (the second in reverse order), many
+ * records per datagram.  Round 1 writes the 500 oldest early; round 2
+ * finds the 1,500 still open and reopens the 500 others, writing 500 more
+ * early: exactly 1,000 when every lookup finds its trace (a lookup that
+ * missed an open trace would open a second one and write more early).
+ * Every dump must then hold both spans of its own trace. */
+static void table_round(struct env *e, int second)
+{
+    static struct dg d;
+    int n = 0;
+    for (int k = 0; k < 2000; k++) {
+        int i = second ? 1999 - k : k;
+        if (n == 0)
+            dg_begin(&d, 500, "api", "host-a");
+        uint8_t base[16], t[16];
+        wb_id(base, 0xb0b0b0b0, (uint64_t)i);
+        wb_id(t, 0xaaaa0001, (uint64_t)(2 * i + second + 1));
+        wb_span_begin(&d.b, LDPROF_KIND_DB, 0, base, t, base, T0 + (uint64_t)second * 1000,
+                      T0 + (uint64_t)second * 1000 + 500);
+        wb_str(&d.b, 0, "db.statement", "SELECT 1");
+        wb_span_end(&d.b);
+        if (++n == 300 || k == 1999) {
+            dg_end(&d);
+            send_dgram(e->sock, d.b.buf, d.len);
+            n = 0;
+            sleep_ms(5); /* the socket queues few datagrams */
+        }
+    }
+}
+
+Test(collector_daemon, many_traces_each_found_by_its_id)
+{
+    struct env e;
+    env_init(&e);
+    extra_opts[0] = "--max-open-traces=1500";
+    extra_opts[1] = "--fsync=batch";
+    start(&e, "600000");
+    table_round(&e, 0);
+    table_round(&e, 1);
+    wait_stat(&e, "spans", 4000, 20000);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    json_t *j = load_stats(&e);
+    cr_assert_eq(stat_int(j, "limits.written_early.max_open_traces"), 1000);
+    json_decref(j);
+    for (int i = 0; i < 2000; i++) {
+        uint8_t base[16], t[16];
+        char id[37], path[256];
+        wb_id(base, 0xb0b0b0b0, (uint64_t)i);
+        coll_uuid_fmt(base, id);
+        snprintf(path, sizeof path, "%s/%s.json", e.traces, id);
+        char *dump = slurp(path, NULL);
+        cr_assert_not_null(dump, "no dump for trace %d", i);
+        for (int k = 0; k < 2; k++) {
+            wb_id(t, 0xaaaa0001, (uint64_t)(2 * i + k + 1));
+            coll_uuid_fmt(t, id);
+            cr_assert_not_null(strstr(dump, id), "trace %d lacks span %d", i, k);
+        }
+        wb_id(t, 0xaaaa0001, (uint64_t)(2 * (i + 1) + 1)); /* the next trace's */
+        coll_uuid_fmt(t, id);
+        cr_assert_null(strstr(dump, id), "trace %d holds a span of trace %d", i, i + 1);
+        free(dump);
+    }
+    env_cleanup(&e);
+}
+
+/* A kill -9 during a dump (or journal) write leaves ".<name>.tmp.<pid>":
+ * the next start removes those of dead writers and keeps those of live
+ * ones (another collector may share the directory) and other files. */
+static void touch_at(const char *dir, const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+    cr_assert_eq(write(fd, "{\"partial", 9), 9);
+    close(fd);
+}
+
+static int exists_at(const char *dir, const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+Test(collector_daemon, stale_temp_files_of_dead_writers_are_removed)
+{
+    struct env e;
+    env_init(&e);
+    start(&e, "600000"); /* creates the directory */
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    pid_t dead = fork(); /* a pid that is surely gone */
+    cr_assert_geq(dead, 0);
+    if (dead == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(dead, NULL, 0), dead);
+    char dead_dump[128], dead_journal[64], live_dump[128];
+    const char *id = "5ca1ab1e-0000-4000-8000-000000000042";
+    snprintf(dead_dump, sizeof dead_dump, ".%s.json.tmp.%d", id, (int)dead);
+    snprintf(dead_journal, sizeof dead_journal, ".journal.jsonl.tmp.%d", (int)dead);
+    snprintf(live_dump, sizeof live_dump, ".%s.json.tmp.%d", id, (int)getpid());
+    const char *others[] = {".notes.tmp.1", ".x.json.tmp.12ab", ".x.json.tmp.", "x.json.tmp.1"};
+    touch_at(e.traces, dead_dump);
+    touch_at(e.traces, dead_journal);
+    touch_at(e.traces, live_dump);
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        touch_at(e.traces, others[i]);
+    start(&e, "600000");
+    cr_assert(!exists_at(e.traces, dead_dump), "%s left", dead_dump);
+    cr_assert(!exists_at(e.traces, dead_journal), "%s left", dead_journal);
+    cr_assert(exists_at(e.traces, live_dump), "%s (a live writer's) removed", live_dump);
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        cr_assert(exists_at(e.traces, others[i]), "%s removed", others[i]);
+    cr_assert_eq(WEXITSTATUS(stop(&e, SIGTERM)), 0);
+    char *log = slurp(e.log, NULL);
+    char want[200];
+    snprintf(want, sizeof want, "event=stale_tmp_removed file=%s pid=%d", dead_dump, (int)dead);
+    cr_assert_not_null(strstr(log, want), "%s", log);
+    snprintf(want, sizeof want, "event=tmp_file_kept file=%s pid=%d", live_dump, (int)getpid());
+    cr_assert_not_null(strstr(log, want), "%s", log);
+    free(log);
+    env_cleanup(&e);
+}
+
 Test(collector_daemon, trace_age_limit_writes_and_continues)
 {
     struct env e;

@@ -126,6 +126,10 @@ Test(collector_ingest, held_records_render_as_events_do)
     add_all(ev, c.buf, lc, 0);
     char *x = render(held), *y = render(ev);
     cr_assert_str_eq(x, y);
+    /* rendered straight from the records (dumptext.c): still held */
+    cr_assert_eq(coll_raw_count(held), 14);
+    cr_assert_eq(held->n, 0);
+    cr_assert_eq(coll_trace_realize(held), 0);
     cr_assert_null(held->raw, "realized and freed");
     cr_assert_eq(held->n, ev->n);
     cr_assert_eq(held->n, 8, "duplicates merged (4 + the root, 3 more)");
@@ -193,6 +197,7 @@ Test(collector_ingest, freeing_held_records)
     cr_assert_eq(coll_raw_count(t), 400);
     char *x = render(t), *y = render(ev);
     cr_assert_str_eq(x, y);
+    cr_assert_eq(coll_trace_realize(t), 0);
     cr_assert_eq(t->n, 351, "350 children and the root");
     free(x);
     free(y);
