@@ -18,6 +18,8 @@
 #      journal (its size is checked).
 #   b. dumps: TRACES_B traces with --idle-ms 100, --fsync each and batch:
 #      spans / time from the first send until every dump file exists.
+#      b2: instructions per span to render a dump (callgrind, 200 traces;
+#      skipped without valgrind or with BENCH_CALLGRIND=0).
 #   d. memory: VmHWM - VmRSS before sending, for the 10,000 open traces of
 #      (a); bytes per held span.
 #   c. --redis: as (a) with every span also pushed to Redis (LPUSH of both
@@ -148,6 +150,36 @@ for mode in each batch; do
     row "b. to dumps, --fsync $mode, spans/s wall ($TRACES_B traces)" "/s" "$WORK/b_$mode"
     row "b. to dumps, --fsync $mode, spans/s per core" "/s" "$WORK/b_cpu_$mode"
 done
+
+# ---- b2: instructions per span for a dump (callgrind: stable on a noisy VM):
+# 200 traces (1,496 spans) through a collector under callgrind, --fsync
+# batch; the inclusive Ir of coll_trace_render (everything that turns held
+# spans into dump bytes) and of the whole daemon, each over the spans.
+if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null &&
+    [ "${BENCH_CALLGRIND:-1}" != 0 ]; then
+    d="$WORK/cg"
+    rm -rf "$d"
+    mkdir -p "$d/t"
+    valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" "$COLL" --socket "$d/s.sock" \
+        --dir "$d/t" --ready-file "$d/ready" --log "$d/log" --idle-ms 100 --fsync batch \
+        2>"$d/vg.log" &
+    CP=$!
+    for _ in $(seq 400); do [ -s "$d/ready" ] && break; sleep 0.05; done
+    out=$("$BLAST" --socket "$d/s.sock" --traces 200 --seed 1 --pid 4242 \
+        --t0 1700000000000000000 --collector-pid "$CP" --wait-dumps "$d/t") ||
+        { echo "collector.sh: sender failed (callgrind)"; exit 1; }
+    kill -TERM "$CP" 2>/dev/null
+    wait "$CP" 2>/dev/null
+    CP=""
+    spans=$(kv spans "$out")
+    ann=$(callgrind_annotate --inclusive=yes "$d/cg.out" 2>/dev/null)
+    render=$(awk '/coll_trace_render \[/{gsub(",","",$1); print $1; exit}' <<<"$ann")
+    total=$(awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}' <<<"$ann")
+    printf '| %-46s | %12s | %24s | %4s |\n' "b. dump: instructions per span (render)" \
+        "$(fmt "$(awk -v r="${render:-0}" -v n="$spans" 'BEGIN{print r/n}')")" "callgrind, 200 traces" 1
+    printf '| %-46s | %12s | %24s | %4s |\n' "b. dump: instructions per span (whole daemon)" \
+        "$(fmt "$(awk -v r="${total:-0}" -v n="$spans" 'BEGIN{print r/n}')")" "callgrind, 200 traces" 1
+fi
 
 # ---- d: memory (from a)
 row "d. peak RSS, $TRACES_A open traces (VmHWM)" "MiB" "$WORK/a_hwm"

@@ -258,6 +258,8 @@ for mode in span_bare span_redis; do
     row "  instructions per span" "$ir" "" "" "" ""
     row "  bytes in the buffer / on the wire" "$bytes" "" "" "" ""
 done
+# preload/clock.h: rdtsc when the TSC may be used (LDPROF_FAST_CLOCK=0: clock_gettime)
+row "span timestamps by" "$(sed -n 's/^micro_preload: span clock //p' "$T/err" | tail -1)" "" "" "" ""
 
 echo
 echo "== micro: 4. header verify (inbound) + sign (outbound)"
@@ -324,6 +326,94 @@ req_fig() { # CONFIG N -> "total lib sha" (writes $T/req.CONFIG.N, exit status)
     python3 "$T/cgsum.py" "$T/cg.req.$c.$n" | awk '{print $1, $2, $4}' >"$T/req.$c.$n"
 }
 
+# Native: the same POST requests, untraced and traced (each of its own
+# trace, signed by the client as OSProfiler does), to zaqard running
+# natively with the preload, from one keep-alive client, under `perf record -e cpu-clock` (a software
+# event: no hardware counter needed) sampling every 100 us of CPU time
+# (denser sampling slows zaqard down measurably); untraced requests first,
+# then traced ones, each run under its own perf record.
+# ldprof's share = samples in libldprof.so + libhttp_parser.so (any thread)
+# plus every sample of the ldprof-flush thread, over all of zaqard's
+# samples; times zaqard's CPU time per request (/proc/PID/task/*/schedstat).
+# Not counted: libc functions ldprof calls (memcpy, clock_gettime...).
+# Natively ldprof's code runs with cold caches between requests, which the
+# instruction-based estimate (hot loop ns/instruction) does not see.
+# Prints its lines; "perf unavailable: skipped" without a usable perf.
+cat >"$T/client.py" <<'EOF2'
+# client.py PORT N CID PROJECT [KEY]: N POSTs on one keep-alive connection,
+# each in a trace of its own signed with KEY (OSProfiler's signed_pack) if given
+import base64, hashlib, hmac, http.client, json, sys, uuid
+port, n, cid, proj = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+key = sys.argv[5] if len(sys.argv) > 5 else None
+c = http.client.HTTPConnection("127.0.0.1", port)
+body = '{"messages":[{"ttl":300,"body":1}]}'
+bad = 0
+for _ in range(n):
+    h = {"Client-ID": cid, "X-Project-ID": proj, "Content-Type": "application/json"}
+    if key:
+        base = str(uuid.uuid4())
+        info = base64.urlsafe_b64encode(json.dumps({"base_id": base, "parent_id": base}).encode())
+        h["X-Trace-Info"] = info.decode()
+        h["X-Trace-HMAC"] = hmac.new(key.encode(), info, hashlib.sha1).hexdigest()
+    c.request("POST", "/v2/queues/bench/messages", body, h)
+    r = c.getresponse()
+    r.read()
+    bad += r.status != 201
+print(bad)
+EOF2
+native_req() { # N
+    local n=$1 zq=$T/zqn port="" i zpid ppid c0 c1 bad
+    if ! command -v perf >/dev/null; then
+        echo "perf unavailable: skipped (no perf)"
+        return 0
+    fi
+    if ! perf record -e cpu-clock -o "$T/perf.probe" -- true >/dev/null 2>"$T/perf.err"; then
+        echo "perf unavailable: skipped ($(grep -m1 -iE 'error|denied|permi' "$T/perf.err" || echo 'perf record failed'))"
+        return 0
+    fi
+    rm -f "$zq.port"
+    env "${base_env[@]}" LD_PRELOAD="$LIB" LDPROF_SERVICE=zaqard "$ZAQARD" --listen 127.0.0.1:0 \
+        --port-file "$zq.port" --threads 1 --catalog "$CATALOG" --pool "r=$LDPROF_TEST_REDIS_URI" \
+        --log-level error >"$zq.log" 2>&1 &
+    zpid=$!
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$zq.port" ] && port=$(tr -dc 0-9 <"$zq.port") &&
+            curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/v2/ping" && break
+        sleep 0.1
+    done
+    curl -s -o /dev/null -X PUT -H "Client-ID: $CID" -H "X-Project-ID: bench$$" \
+        "http://127.0.0.1:$port/v2/queues/bench"
+    bad=$(python3 "$T/client.py" "$port" 50 "$CID" "bench$$" SECRET_KEY) # warm-up
+    cpu() { cat /proc/"$zpid"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+    for mode in untraced traced; do
+        perf record -e cpu-clock -c 100000 -p "$zpid" -o "$T/perf.$mode" >/dev/null 2>"$T/perf.err" &
+        ppid=$!
+        sleep 1 # perf attached (an idle zaqard adds no samples)
+        c0=$(cpu)
+        bad=$((bad + $(python3 "$T/client.py" "$port" "$n" "$CID" "bench$$" \
+            $([ $mode = traced ] && echo SECRET_KEY) || echo "$n")))
+        c1=$(cpu)
+        kill -INT "$ppid" 2>/dev/null
+        wait "$ppid" 2>/dev/null
+        perf script -i "$T/perf.$mode" -F comm,tid,ip,dso 2>/dev/null | awk -v c0="$c0" -v c1="$c1" \
+            -v n="$n" -v m="$mode" '
+            { all++; if ($1 == "ldprof-flush" || $NF ~ /\/libldprof\.so\)$/ || $NF ~ /\/libhttp_parser\.so/) k++ }
+            END {
+                if (all == 0) { print "perf: no samples (" m ")"; exit }
+                p = k / all; se = sqrt(p * (1 - p) / all); us = (c1 - c0) / n / 1000
+                printf "native %s, %d requests: perf cpu-clock %d samples in zaqard, %d in ldprof (%.2f%% +- %.2f%%),\n", m, n, all, k, 100 * p, 100 * se
+                printf "  zaqard CPU time %.1f us per request (schedstat, perf attached)\n", us
+                printf "ldprof CPU time per request, us (native)|%s|%.2f +- %.2f\n", m, p * us, se * us
+            }'
+    done
+    kill -TERM "$zpid" 2>/dev/null
+    wait "$zpid" 2>/dev/null
+    if [ "$bad" != 0 ]; then
+        echo "micro: native zaqard answered $bad requests with another status than 201" >&2
+        return 1
+    fi
+}
+
 if [ -n "${ZAQARD:-}" ] && [ -x "${ZAQARD:-}" ] && [ -n "${LDPROF_TEST_REDIS_URI:-}" ] &&
     [ -n "${LDPROF_TEST_PG_CONNINFO:-}" ] && command -v psql >/dev/null; then
     RQ_N=$([ "${BENCH_QUICK:-0}" = 1 ] && echo 2 || echo 20)
@@ -350,6 +440,7 @@ if [ -n "${ZAQARD:-}" ] && [ -x "${ZAQARD:-}" ] && [ -n "${LDPROF_TEST_REDIS_URI
             RQ[$c]=$(awk -v a="$a" -v b="$b" -v n="$RQ_N" 'BEGIN {split(a, x, " "); split(b, y, " ");
                 printf "%.0f %.0f %.0f", (y[1] - x[1]) / n, (y[2] - x[2]) / n, (y[3] - x[3]) / n}')
         done
+        NATIVE=$(native_req "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 300 || echo 3000)") || fail=1
         psql "$LDPROF_TEST_PG_CONNINFO" -qAtX -c "DROP DATABASE $db" >/dev/null 2>&1
         # ns per instruction of ldprof's own code: the span benchmark's.
         # The one header verify of a traced request is counted apart (under
@@ -374,6 +465,13 @@ if [ -n "${ZAQARD:-}" ] && [ -x "${ZAQARD:-}" ] && [ -n "${LDPROF_TEST_REDIS_URI
         tus=$(est "$tl" "$vir" "$vns")
         uus=$(est "$ul" 0 0)
         row "ldprof CPU time per request, us (estimate)" "$tus" "$uus" "" "<= 2" "$(le "$tus" 2)"
+        while IFS= read -r l; do
+            case $l in
+            *"|traced|"*) nus=${l##*|} && row "${l%%|*}" "$nus" "${nun:--}" "" "<= 2" "$(le "${nus%% *}" 2)" ;;
+            *"|untraced|"*) nun=${l##*|} ;;
+            ?*) echo "   $l" ;;
+            esac
+        done <<<"$NATIVE"
     else
         echo "micro: cannot create a catalog database: whole-request figures skipped"
     fi

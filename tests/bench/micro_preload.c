@@ -19,10 +19,12 @@
  *                    trace, another parent); 1 key.  Each iteration takes
  *                    the next of 64 header pairs of 64 different traces
  *                    (the per-thread HMAC memo of propagation.c then helps
- *                    the sign, never the verify)
+ *                    the sign, never the verify; 64 pairs are more than
+ *                    its verify cache holds, so every verify is computed)
  *       hdr_k1_same  the same, always the same header pair (a client whose
  *                    requests of one trace carry the same headers: the
- *                    verify hits the memo too)
+ *                    verify is answered by propagation.c's per-thread
+ *                    cache of accepted pairs, the sign hits the memo)
  *       hdr_k5_first the same with 5 keys, the header signed with the 1st
  *       hdr_k5_last  5 keys, signed with the 5th (every key is tried)
  *       verify_k1    ldprof_trace_verify alone, 1 key (what an inbound
@@ -46,6 +48,7 @@
 
 #include "ldprof/ldprof.h"
 #include "preload/buffer.h"
+#include "preload/clock.h"
 #include "preload/config.h"
 #include "preload/http.h"
 #include "preload/init.h"
@@ -143,6 +146,19 @@ static void span_setup(void)
     if (ldprof_span_pool_init() != 0 || ldprof_buf_init() != 0 || ldprof_http_init() != 0)
         die("cannot set up the span pool, buffers or fd table");
     ldprof_on = 1;
+    /* The span clock as the flusher thread sets it up (it calls
+     * ldprof_clock_refresh on every wake-up, at least every 100 ms):
+     * calibrated within ~0.2 s, unless unsupported or LDPROF_FAST_CLOCK=0. */
+    ldprof_cfg.fast_clock = !(getenv("LDPROF_FAST_CLOCK") && strcmp(getenv("LDPROF_FAST_CLOCK"), "0") == 0);
+    for (int i = 0; i < 50 && ldprof_clock_state() != LDPROF_CLOCK_TSC &&
+                    ldprof_clock_state() != LDPROF_CLOCK_OFF;
+         i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+        ldprof_clock_refresh();
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "micro_preload: span clock %s\n",
+            ldprof_clock_state() == LDPROF_CLOCK_TSC ? "rdtsc" : "clock_gettime");
     /* The thread context a traced request sets up (as http.c does for a
      * wsgi span): every span below is its child. */
     ldprof_uuid_new(base);
