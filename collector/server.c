@@ -27,11 +27,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -149,6 +151,12 @@ struct srv {
     uint32_t euid; /* ours, allowed to send (as is root) */
     unsigned limit_logged, limit_suppressed;
     struct retention ret;
+    /* --fsync batch: the syncfs() before a journal trim runs on a thread of
+     * its own (see flush_traces); sync_efd is signalled when it is done. */
+    int sync_efd;  /* eventfd, -1: syncfs in line */
+    int sync_busy; /* a sync thread is running */
+    pthread_t sync_th;
+    int sync_rc, sync_err; /* its result, read after the join */
 };
 
 static uint64_t now_ms(void)
@@ -566,10 +574,64 @@ fail:
  * trace's are set to now_ms(), and a new trace's are now_ms()), so until
  * they say that some trace may be due, a walk would find none and is
  * skipped: while traces arrive, the tick does not read every open trace. */
+static void *sync_main(void *arg)
+{
+    struct srv *s = arg;
+    uint64_t one = 1;
+
+    s->sync_rc = coll_store_sync_dir(&s->store);
+    s->sync_err = s->sync_rc < 0 ? errno : 0;
+    while (write(s->sync_efd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* Start the background sync that must precede a journal trim; 0, or -1
+ * when no thread could be started (the caller syncs in line). */
+static int sync_start(struct srv *s)
+{
+    if (s->sync_efd < 0)
+        return -1;
+    if (pthread_create(&s->sync_th, NULL, sync_main, s) != 0)
+        return -1;
+    s->sync_busy = 1;
+    return 0;
+}
+
+/* Wait for the background sync (it may have finished already), then trim
+ * the journal if it succeeded.  Every dump written before the sync started
+ * is durable then; none was written while it ran (flush_traces waits for
+ * it), so the traces gone from memory are exactly those whose dumps the
+ * sync covered, and the compaction keeps everything else. */
+static void sync_finish(struct srv *s)
+{
+    uint64_t v;
+
+    if (!s->sync_busy)
+        return;
+    pthread_join(s->sync_th, NULL);
+    s->sync_busy = 0;
+    while (read(s->sync_efd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
+    if (s->sync_rc < 0) {
+        coll_log(COLL_LOG_ERROR, "event=dir_sync_error error=%s",
+                 coll_logq(strerror(s->sync_err)));
+        return; /* do not drop journal lines */
+    }
+    journal_compact(s);
+}
+
 static int flush_traces(struct srv *s, int all)
 {
     uint64_t now = now_ms();
     int flushed = 0, failed = 0;
+    /* No dump is written while a journal-trim sync runs (sync_finish
+     * relies on it); ingest goes on meanwhile.  A full flush waits. */
+    if (s->sync_busy) {
+        if (!all)
+            return s->failures;
+        sync_finish(s);
+    }
     if (!all && !s->flush_more && s->min_ok && now - s->min_last < s->o->idle_ms &&
         (!s->o->max_trace_age_ms || now - s->min_first < s->o->max_trace_age_ms)) {
         s->failures = 0;
@@ -648,6 +710,13 @@ done:
          * Only after the dumps are durable (store.h). */
         int trim = s->ntraces == 0 || ((uint64_t)s->store.jsize > s->o->journal_max &&
                                        (uint64_t)s->store.jsize > 2 * s->pending_jbytes);
+        /* --fsync batch: syncfs() waits for every dirty page of the file
+         * system (50-160 ms on a busy disk); in line it would leave the
+         * socket unread that long and senders would drop spans. */
+        if (trim && !all && !s->store.sync_each && sync_start(s) == 0) {
+            s->failures = failed;
+            return failed;
+        }
         if (trim || s->store.sync_each) {
             if (coll_store_sync_dir(&s->store) < 0) {
                 coll_log(COLL_LOG_ERROR, "event=dir_sync_error error=%s",
@@ -720,6 +789,7 @@ static void write_oldest_early(struct srv *s)
     struct coll_trace *t = s->lru_head;
     if (!t)
         return;
+    sync_finish(s); /* no dump while a journal-trim sync runs */
     t->early_open++;
     if (flush_trace(s, t) == 0) {
         s->c.early_open++;
@@ -1677,6 +1747,12 @@ void coll_opts_defaults(struct coll_opts *o)
 
 static void teardown(struct srv *s)
 {
+    if (s->sync_busy) {
+        pthread_join(s->sync_th, NULL);
+        s->sync_busy = 0;
+    }
+    if (s->sync_efd >= 0)
+        close(s->sync_efd);
     for (size_t i = 0; i < s->ns; i++)
         coll_trace_free(s->ts[i].t);
     free(s->ts);
@@ -1704,6 +1780,7 @@ int coll_server_run(const struct coll_opts *o)
     memset(s, 0, sizeof *s);
     s->o = o;
     s->sock = s->sigfd = s->tfd = s->lockfd = -1;
+    s->sync_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->euid = (uint32_t)geteuid();
     s->store.jfd = s->store.dirfd = -1;
     s->started_ms = s->last_stats_log_ms = s->last_stats_file_ms = s->reject_window_ms = now_ms();
@@ -1758,12 +1835,16 @@ int coll_server_run(const struct coll_opts *o)
 
     int stopping = 0;
     while (!stopping) {
-        struct pollfd pf[3] = {
+        struct pollfd pf[4] = {
             {.fd = s->sock, .events = POLLIN},
             {.fd = s->sigfd, .events = POLLIN},
             {.fd = s->tfd, .events = POLLIN},
         };
-        if (poll(pf, 3, s->flush_more ? 0 : -1) < 0) {
+        struct pollfd *pq = &pf[3];
+        pq->fd = s->sync_busy ? s->sync_efd : -1;
+        pq->events = POLLIN;
+        pq->revents = 0;
+        if (poll(pf, 4, s->flush_more && !s->sync_busy ? 0 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             coll_log(COLL_LOG_ERROR, "event=poll_error error=%s", coll_logq(strerror(errno)));
@@ -1787,11 +1868,13 @@ int coll_server_run(const struct coll_opts *o)
         }
         if (pf[0].revents & POLLIN)
             drain(s, RECV_BATCH);
+        if (pf[3].revents & POLLIN)
+            sync_finish(s);
         if (pf[2].revents & POLLIN) {
             uint64_t exp;
             if (read(s->tfd, &exp, sizeof exp) > 0)
                 tick(s);
-        } else if (s->flush_more) {
+        } else if (s->flush_more && !s->sync_busy) {
             flush_traces(s, 0);
         }
     }
