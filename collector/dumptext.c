@@ -91,27 +91,7 @@ static int cmp_kid(const void *a, const void *b)
 
 static int nl(struct coll_buf *b, int level)
 {
-    size_t n = (size_t)INDENT * (size_t)level;
-    if ((b->cap - b->len <= n + 1 || b->oom) && coll_buf_reserve(b, n + 1) < 0)
-        return -1;
-    b->p[b->len] = '\n';
-    memset(b->p + b->len + 1, ' ', n);
-    b->len += n + 1;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static int add_int(struct coll_buf *b, int64_t v)
-{
-    char t[24], *e = t + sizeof t, *q = e;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--q = '-';
-    return coll_buf_put(b, q, (size_t)(e - q));
+    return coll_buf_newline(b, INDENT, level);
 }
 
 /* `,` (unless first), newline, indentation of `level`, `"key": ` (klen
@@ -211,16 +191,16 @@ static int write_node(struct ctx *c, size_t i, int level)
         if (payload_key(b, s->stop, "-stop", il) < 0 ||
             coll_event_text(b, s->stop->proc, s->stop->pid, &s->stop->sp, c->host, 1, INDENT,
                             il, et, il) < 0 ||
-            mem(b, "finished", 0, il) < 0 || add_int(b, s->f_ms) < 0 ||
+            mem(b, "finished", 0, il) < 0 || coll_buf_int(b, s->f_ms) < 0 ||
             mem(b, "exception", 0, il) < 0 || coll_buf_put(b, et->p, et->len) < 0)
             return -1;
     }
     if (payload_key(b, s->start, "-start", il) < 0 ||
         coll_event_text(b, s->start->proc, s->start->pid, &s->start->sp, c->host, 0, INDENT,
                         il, NULL, 0) < 0 ||
-        mem(b, "started", 0, il) < 0 || add_int(b, s->s_ms) < 0)
+        mem(b, "started", 0, il) < 0 || coll_buf_int(b, s->s_ms) < 0)
         return -1;
-    if (!s->stop && (mem(b, "finished", 0, il) < 0 || add_int(b, s->f_ms) < 0))
+    if (!s->stop && (mem(b, "finished", 0, il) < 0 || coll_buf_int(b, s->f_ms) < 0))
         return -1;
     if (nl(b, level + 1) < 0 || coll_buf_putc(b, '}') < 0 ||
         mem(b, "trace_id", 0, level + 1) < 0 || uuid_str(b, s->tid) < 0 ||
@@ -349,9 +329,9 @@ int coll_dump_text(const struct coll_trace *t, struct coll_buf *out, const json_
         coll_buf_putc(b, '{') < 0 || mem(b, "name", 1, 2) < 0 ||
         coll_buf_put(b, "\"total\"", 7) < 0 || mem(b, "started", 0, 2) < 0 ||
         coll_buf_putc(b, '0') < 0 || mem(b, "finished", 0, 2) < 0 ||
-        add_int(b, msec(finished_at - started_at)) < 0 ||
+        coll_buf_int(b, msec(finished_at - started_at)) < 0 ||
         mem(b, "last_trace_started", 0, 2) < 0 ||
-        add_int(b, msec(last_started - started_at)) < 0 || nl(b, 1) < 0 ||
+        coll_buf_int(b, msec(last_started - started_at)) < 0 || nl(b, 1) < 0 ||
         coll_buf_putc(b, '}') < 0 || mem(b, "children", 0, 1) < 0 ||
         write_kids(&c, roots, nroots, 1) < 0 || mem(b, "stats", 0, 1) < 0)
         goto out;
@@ -379,8 +359,8 @@ int coll_dump_text(const struct coll_trace *t, struct coll_buf *out, const json_
         goto out;
     for (size_t k = 0; k < nst; k++)
         if (memn(b, st[k].name, strlen(st[k].name), k == 0, 2) < 0 || coll_buf_putc(b, '{') < 0 ||
-            mem(b, "count", 1, 3) < 0 || add_int(b, st[k].count) < 0 ||
-            mem(b, "duration", 0, 3) < 0 || add_int(b, st[k].dur) < 0 || nl(b, 2) < 0 ||
+            mem(b, "count", 1, 3) < 0 || coll_buf_int(b, st[k].count) < 0 ||
+            mem(b, "duration", 0, 3) < 0 || coll_buf_int(b, st[k].dur) < 0 || nl(b, 2) < 0 ||
             coll_buf_putc(b, '}') < 0)
             goto out;
     if (nl(b, 1) < 0 || coll_buf_putc(b, '}') < 0)

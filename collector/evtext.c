@@ -244,29 +244,7 @@ static int build_info(const struct coll_proc *proc, uint32_t pid, const struct c
 
 static int nl(struct coll_buf *b, int indent, int level)
 {
-    if (indent < 0)
-        return 0;
-    size_t n = (size_t)indent * (size_t)level;
-    if ((b->cap - b->len <= n + 1 || b->oom) && coll_buf_reserve(b, n + 1) < 0)
-        return -1;
-    b->p[b->len] = '\n';
-    memset(b->p + b->len + 1, ' ', n);
-    b->len += n + 1;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static int add_int(struct coll_buf *b, int64_t v)
-{
-    char t[24], *e = t + sizeof t, *q = e;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--q = '-';
-    return coll_buf_put(b, q, (size_t)(e - q));
+    return indent < 0 ? 0 : coll_buf_newline(b, indent, level);
 }
 
 /* Is the key plain ASCII needing no escape (then written as it is)? */
@@ -331,7 +309,7 @@ static int write_node(struct coll_buf *b, int x, int indent, int level)
     case N_STR:
         return coll_json_string(b, n->s, n->slen);
     case N_INT:
-        return add_int(b, n->ival);
+        return coll_buf_int(b, n->ival);
     case N_TRUE:
         return coll_buf_put(b, "true", 4);
     case N_JSON:
@@ -488,7 +466,7 @@ int coll_redis_dgram_cmds(struct coll_buf *out, const struct coll_dec *d,
             coll_buf_put(out, "*3\r\n$5\r\nLPUSH\r\n$51\r\n", 20);
             coll_buf_put(out, key, 51);
             coll_buf_put(out, "\r\n$", 3);
-            add_int(out, (int64_t)ev.len);
+            coll_buf_int(out, (int64_t)ev.len);
             coll_buf_put(out, "\r\n", 2);
             coll_buf_put(out, ev.p, ev.len);
             if (coll_buf_put(out, "\r\n", 2) < 0)

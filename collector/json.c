@@ -375,32 +375,6 @@ void coll_json_real(char out[32], double d)
 
 /* ------------------------------------------------------------------ values */
 
-static int newline_indent(struct coll_buf *b, int indent, int level)
-{
-    size_t n = (size_t)indent * (size_t)level;
-    if (buf_grow(b, b->len + 1 + n) < 0)
-        return -1;
-    b->p[b->len] = '\n';
-    memset(b->p + b->len + 1, ' ', n);
-    b->len += 1 + n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-/* Append a decimal integer (what "%lld" prints). */
-static int add_int(struct coll_buf *b, json_int_t v)
-{
-    char t[24], *e = t + sizeof t, *q = e;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--q = '-';
-    return coll_buf_add(b, q, (size_t)(e - q));
-}
-
 static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
 {
     if (!v || level > COLL_JSON_MAX_DEPTH)
@@ -414,7 +388,7 @@ static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
     case JSON_FALSE:
         return coll_buf_add(b, "false", 5);
     case JSON_INTEGER:
-        return add_int(b, json_integer_value(v));
+        return coll_buf_int(b, (long long)json_integer_value(v));
     case JSON_REAL: {
         char r[32];
         coll_json_real(r, json_real_value(v));
@@ -431,12 +405,12 @@ static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
         for (size_t i = 0; i < n; i++) {
             if (i && coll_buf_adds(b, item_sep) < 0)
                 return -1;
-            if (indent >= 0 && newline_indent(b, indent, level + 1) < 0)
+            if (indent >= 0 && coll_buf_newline(b, indent, level + 1) < 0)
                 return -1;
             if (dump(b, json_array_get(v, i), indent, level + 1) < 0)
                 return -1;
         }
-        if (indent >= 0 && newline_indent(b, indent, level) < 0)
+        if (indent >= 0 && coll_buf_newline(b, indent, level) < 0)
             return -1;
         return coll_buf_addc(b, ']');
     }
@@ -452,7 +426,7 @@ static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
             if (!first && coll_buf_adds(b, item_sep) < 0)
                 return -1;
             first = 0;
-            if (indent >= 0 && newline_indent(b, indent, level + 1) < 0)
+            if (indent >= 0 && coll_buf_newline(b, indent, level + 1) < 0)
                 return -1;
             if (coll_json_string(b, json_object_iter_key(it),
                                  json_object_iter_key_len(it)) < 0 ||
@@ -460,7 +434,7 @@ static int dump(struct coll_buf *b, const json_t *v, int indent, int level)
                 dump(b, json_object_iter_value(it), indent, level + 1) < 0)
                 return -1;
         }
-        if (indent >= 0 && newline_indent(b, indent, level) < 0)
+        if (indent >= 0 && coll_buf_newline(b, indent, level) < 0)
             return -1;
         return coll_buf_addc(b, '}');
     }

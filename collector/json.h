@@ -63,6 +63,33 @@ static inline int coll_buf_putc(struct coll_buf *b, char c)
     return 0;
 }
 
+/* A newline and indent * level blanks (json.dumps' indented layout). */
+static inline int coll_buf_newline(struct coll_buf *b, int indent, int level)
+{
+    size_t n = (size_t)indent * (size_t)level;
+    if ((b->cap - b->len <= n + 1 || b->oom) && coll_buf_reserve(b, n + 1) < 0)
+        return -1;
+    b->p[b->len] = '\n';
+    memset(b->p + b->len + 1, ' ', n);
+    b->len += n + 1;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+/* A decimal integer, as "%lld" prints it. */
+static inline int coll_buf_int(struct coll_buf *b, long long v)
+{
+    char t[24], *e = t + sizeof t, *q = e;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--q = '-';
+    return coll_buf_put(b, q, (size_t)(e - q));
+}
+
 /* Python json.dumps() layouts:
  *   COLL_JSON_COMPACT: json.dumps(v)  -> separators ", " and ": ", one line
  *                      (what oslo jsonutils.dumps writes into Redis)
