@@ -153,6 +153,33 @@ static int read_batch(redisContext *c, struct lister *L, json_t *seen, const red
     return rc;
 }
 
+#define SCAN_CURSOR_MAX 32
+
+/* One SCAN call with MATCH `pat` from `cursor`, which it advances: the
+ * reply (element[1] holds the keys; the caller frees it), or NULL with
+ * `err` set.  `*calls` counts the calls and bounds them (SCAN_MAX_CALLS). */
+static redisReply *scan_next(redisContext *c, const char *pat, char cursor[SCAN_CURSOR_MAX],
+                             int *calls, char *err, size_t errlen)
+{
+    if (++*calls > SCAN_MAX_CALLS) {
+        snprintf(err, errlen, "SCAN did not end after %d calls", SCAN_MAX_CALLS);
+        return NULL;
+    }
+    redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT %d", cursor, pat, SCAN_COUNT);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= SCAN_CURSOR_MAX ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "SCAN: %s",
+                 !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    memcpy(cursor, r->element[0]->str, r->element[0]->len);
+    cursor[r->element[0]->len] = '\0';
+    return r;
+}
+
 int coll_redis_list(const char *uri, const struct coll_list_filter *f,
                     struct coll_summary **rows, size_t *nrows, size_t *skipped,
                     coll_redis_list_warn warn, void *arg, char *err, size_t errlen)
@@ -171,30 +198,16 @@ int coll_redis_list(const char *uri, const struct coll_list_filter *f,
         return -1;
     struct lister L = {.f = f, .warn = warn, .arg = arg};
     json_t *seen = json_object();
-    char cursor[32] = "0";
+    char cursor[SCAN_CURSOR_MAX] = "0";
     int rc = seen ? 0 : -1, calls = 0;
     if (!seen)
         snprintf(err, errlen, "out of memory");
     while (rc == 0) {
-        if (++calls > SCAN_MAX_CALLS) {
-            snprintf(err, errlen, "SCAN did not end after %d calls", SCAN_MAX_CALLS);
+        redisReply *r = scan_next(c, COLL_REDIS_KEY_PREFIX "*", cursor, &calls, err, errlen);
+        if (!r) {
             rc = -1;
             break;
         }
-        redisReply *r = redisCommand(c, "SCAN %s MATCH " COLL_REDIS_KEY_PREFIX "* COUNT %d",
-                                     cursor, SCAN_COUNT);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            snprintf(err, errlen, "SCAN: %s",
-                     !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-            if (r)
-                freeReplyObject(r);
-            rc = -1;
-            break;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
         rc = read_batch(c, &L, seen, r->element[1], err, errlen);
         freeReplyObject(r);
         if (strcmp(cursor, "0") == 0)
@@ -255,31 +268,18 @@ int coll_redis_find_ids(const char *uri, const char *prefix, char ***ids, size_t
     if (!c)
         return -1;
     json_t *seen = json_object();
-    char cursor[32] = "0";
+    char cursor[SCAN_CURSOR_MAX] = "0";
     size_t cap = 0;
     int rc = seen ? 0 : -1, calls = 0;
     if (!seen)
         snprintf(err, errlen, "out of memory");
     const size_t kp = sizeof COLL_REDIS_KEY_PREFIX - 1;
     while (rc == 0) {
-        if (++calls > SCAN_MAX_CALLS) {
-            snprintf(err, errlen, "SCAN did not end after %d calls", SCAN_MAX_CALLS);
+        redisReply *r = scan_next(c, pat, cursor, &calls, err, errlen);
+        if (!r) {
             rc = -1;
             break;
         }
-        redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT %d", cursor, pat, SCAN_COUNT);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            snprintf(err, errlen, "SCAN: %s",
-                     !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-            if (r)
-                freeReplyObject(r);
-            rc = -1;
-            break;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
         const redisReply *keys = r->element[1];
         for (size_t i = 0; rc == 0 && i < keys->elements; i++) {
             const redisReply *k = keys->element[i];
