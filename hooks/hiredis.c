@@ -199,8 +199,7 @@ static inline int hr_idle(void)
 {
     /* !ldprof_ctx_maybe() && !hr_pipes_used, as one OR of the three words
      * and one branch (three tests would be three branches). */
-    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on |
-            (unsigned)__atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED)) == 0;
+    return (ldprof_ctx_word() | (unsigned)__atomic_load_n(&hr_pipes_used, __ATOMIC_RELAXED)) == 0;
 }
 
 /*

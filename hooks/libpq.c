@@ -182,8 +182,7 @@ static inline int pq_want(void)
  */
 static inline int pq_quiet(void)
 {
-    /* !ldprof_ctx_maybe() as one OR and one branch */
-    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on) == 0;
+    return !ldprof_ctx_maybe();
 }
 
 /*
@@ -222,8 +221,7 @@ static int npending; /* entries claimed: 0 makes every lookup free */
 static inline int pq_blocking_pass(void)
 {
     /* (pq_quiet() && npending == 0), as one OR and one branch */
-    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on |
-            (unsigned)__atomic_load_n(&npending, __ATOMIC_RELAXED)) == 0 ||
+    return (ldprof_ctx_word() | (unsigned)__atomic_load_n(&npending, __ATOMIC_RELAXED)) == 0 ||
            !pq_want();
 }
 

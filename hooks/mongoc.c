@@ -125,27 +125,21 @@ static void mg_resolve(void)
 
 /* ------------------------------------------------------------ gates */
 
-/* ldprof_ctx_maybe() as one OR and one branch. */
-static inline int mg_ctx_maybe(void)
-{
-    return ((uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on) != 0;
-}
-
 /* Record a mongodb span for this call?  (Outermost level, toggle on.)
- * mg_ctx_maybe() is tested first: a thread with no trace context (the
+ * ldprof_ctx_maybe() is tested first: a thread with no trace context (the
  * common untraced call) passes after two loads.  That is what the full
  * path does for it too: every ldprof_mongoc_*() begins with
  * ldprof_span_begin(), which returns NULL without a context, and then
  * makes the real call without holding the depth. */
 static inline int mg_on(void)
 {
-    return mg_ctx_maybe() && ldprof_recording() && ldprof_cfg.trace_mongodb &&
+    return ldprof_ctx_maybe() && ldprof_recording() && ldprof_cfg.trace_mongodb &&
            ldprof_tls.depth == 0 && __atomic_load_n(&mg_helpers_ok, __ATOMIC_RELAXED);
 }
 
 static inline int pool_on(void)
 {
-    return mg_ctx_maybe() && ldprof_recording() && ldprof_cfg.trace_pooling &&
+    return ldprof_ctx_maybe() && ldprof_recording() && ldprof_cfg.trace_pooling &&
            ldprof_tls.depth == 0;
 }
 

@@ -215,13 +215,21 @@ struct ldprof_ctx *ldprof_ctx_current(void);
 extern int ldprof_profile_on __attribute__((visibility("hidden")));
 
 /*
- * ldprof_ctx_maybe - may ldprof_ctx_current() return a context?  0 means
- * certainly not (no root on this thread, no profile mode): the driver
- * wrappers' quiet path, two loads, no call.
+ * ldprof_ctx_word - the two words that say whether ldprof_ctx_current()
+ * may return a context, OR'ed: 0 means certainly not (no root on this
+ * thread, no profile mode).  Wrappers OR a word of their own into it and
+ * test once (one branch instead of one per word).
  */
+static inline uintptr_t ldprof_ctx_word(void)
+{
+    return (uintptr_t)ldprof_tls.ctx.root | (unsigned)ldprof_profile_on;
+}
+
+/* ldprof_ctx_maybe - may the thread have a context?  The driver wrappers'
+ * quiet path: two loads, one branch, no call. */
 static inline int ldprof_ctx_maybe(void)
 {
-    return ldprof_tls.ctx.root != NULL || ldprof_profile_on;
+    return ldprof_ctx_word() != 0;
 }
 
 /* ldprof_ctx_enter_root - make @s (an open span) the thread's context. */
