@@ -17,12 +17,10 @@ struct coll_trace *coll_trace_new(const char *base_id)
     struct coll_trace *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    snprintf(t->base_id, sizeof t->base_id, "%s", base_id);
-    t->index = json_object();
-    if (!t->index) {
-        free(t);
-        return NULL;
-    }
+    size_t n = strnlen(base_id, sizeof t->base_id - 1);
+    memcpy(t->base_id, base_id, n); /* NUL: calloc */
+    /* t->index is made by the first event added: a trace of held wire
+     * records (the common case) is written without ever needing it. */
     return t;
 }
 
@@ -92,7 +90,8 @@ int coll_trace_add_event(struct coll_trace *t, json_t *ev)
             t->v = v;
             t->cap = cap;
         }
-        if (json_object_setn_new(t->index, k, klen, json_integer((json_int_t)t->n)) < 0)
+        if ((!t->index && !(t->index = json_object())) ||
+            json_object_setn_new(t->index, k, klen, json_integer((json_int_t)t->n)) < 0)
             return -1;
         s = &t->v[t->n++];
         memset(s, 0, sizeof *s);

@@ -43,7 +43,7 @@ struct coll_trace {
     char base_id[64];
     struct coll_tspan *v;
     size_t n, cap;
-    json_t *index; /* trace_id -> position in v */
+    json_t *index; /* trace_id -> position in v; NULL until the first event */
     /* Spans received but not yet in v (wire records, ingest.h): the
      * functions below realize them first (coll_trace_realize); n and v do
      * not count them until then. */
