@@ -88,6 +88,16 @@ void *coll_redis_connect(const struct coll_redis_uri *u, unsigned timeout_ms, ch
     return c;
 }
 
+void *coll_redis_open(const char *uri, unsigned timeout_ms, char *err, size_t errlen)
+{
+    struct coll_redis_uri u;
+    if (coll_redis_parse_uri(uri, &u) < 0) {
+        snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
+        return NULL;
+    }
+    return coll_redis_connect(&u, timeout_ms, err, errlen);
+}
+
 int coll_redis_init(struct coll_redis *r, const char *uri)
 {
     memset(r, 0, sizeof *r);
@@ -209,12 +219,7 @@ int coll_redis_push_cmds(struct coll_redis *r, size_t n, const char *cmds, size_
 
 json_t *coll_redis_fetch(const char *uri, const char *base_id, char *err, size_t errlen)
 {
-    struct coll_redis_uri u;
-    if (coll_redis_parse_uri(uri, &u) < 0) {
-        snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
-        return NULL;
-    }
-    redisContext *c = coll_redis_connect(&u, REDIS_TIMEOUT_MS, err, errlen);
+    redisContext *c = coll_redis_open(uri, REDIS_TIMEOUT_MS, err, errlen);
     if (!c)
         return NULL;
     json_t *arr = NULL;

@@ -34,6 +34,10 @@ int coll_redis_parse_uri(const char *uri, struct coll_redis_uri *u);
 void *coll_redis_connect(const struct coll_redis_uri *u, unsigned timeout_ms, char *err,
                          size_t errlen);
 
+/* coll_redis_parse_uri() + coll_redis_connect(): NULL with `err` filled
+ * ("bad Redis URI ..." or the connection's error). */
+void *coll_redis_open(const char *uri, unsigned timeout_ms, char *err, size_t errlen);
+
 struct coll_redis {
     struct coll_redis_uri u;
     char uri[512];
