@@ -103,27 +103,26 @@ static int one_trace(struct lister *L, const char *id, const redisReply *rep)
     return 0;
 }
 
-/* The ids of one SCAN batch not seen before (SCAN may return a key twice),
- * read with one pipeline of LRANGEs.  0, or -1 with err. */
-static int read_batch(redisContext *c, struct lister *L, json_t *seen, const redisReply *keys,
+#define KEY_PREFIX_LEN (sizeof COLL_REDIS_KEY_PREFIX - 1)
+
+/* scan_all() callback of `trace list --redis`: the traces of one SCAN
+ * batch (keys new to the scan), read with one pipeline of LRANGEs.  0, or
+ * -1 with err. */
+static int read_batch(redisContext *c, void *arg, const redisReply **keys, size_t nkeys,
                       char *err, size_t errlen)
 {
-    const size_t pl = sizeof COLL_REDIS_KEY_PREFIX - 1;
-    char **ids = calloc(keys->elements ? keys->elements : 1, sizeof *ids);
+    struct lister *L = arg;
+    const size_t pl = KEY_PREFIX_LEN;
+    char **ids = calloc(nkeys ? nkeys : 1, sizeof *ids);
     size_t n = 0;
     int rc = 0;
     if (!ids) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < keys->elements; i++) {
-        const redisReply *k = keys->element[i];
-        if (k->type != REDIS_REPLY_STRING || k->len <= pl || memchr(k->str, 0, k->len))
-            continue;
+    for (size_t i = 0; i < nkeys; i++) {
+        const redisReply *k = keys[i];
         const char *id = k->str + pl;
-        if (json_object_get(seen, id))
-            continue;
-        json_object_set_new(seen, id, json_true());
         if (k->len - pl >= sizeof L->rows[0].base_id) {
             skip(L, id, "id longer than 39 bytes");
             continue;
@@ -180,41 +179,71 @@ static redisReply *scan_next(redisContext *c, const char *pat, char cursor[SCAN_
     return r;
 }
 
-int coll_redis_list(const char *uri, const struct coll_list_filter *f,
-                    struct coll_summary **rows, size_t *nrows, size_t *skipped,
-                    coll_redis_list_warn warn, void *arg, char *err, size_t errlen)
+typedef int (*scan_batch_fn)(redisContext *c, void *arg, const redisReply **keys, size_t n,
+                             char *err, size_t errlen);
+
+/* Every key of the Redis database at `uri` matching `pat`, each once (SCAN
+ * may return a key twice), handed to `batch` one SCAN batch at a time:
+ * string keys longer than the prefix and holding no NUL.  0, or -1 with
+ * `err` (the connection, SCAN, or `batch`'s own). */
+static int scan_all(const char *uri, const char *pat, scan_batch_fn batch, void *arg,
+                    char *err, size_t errlen)
 {
-    struct coll_redis_uri u;
-    *rows = NULL;
-    *nrows = 0;
-    if (skipped)
-        *skipped = 0;
-    if (coll_redis_parse_uri(uri, &u) < 0) {
-        snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
-        return -1;
-    }
-    redisContext *c = coll_redis_connect(&u, LIST_TIMEOUT_MS, err, errlen);
+    redisContext *c = coll_redis_open(uri, LIST_TIMEOUT_MS, err, errlen);
     if (!c)
         return -1;
-    struct lister L = {.f = f, .warn = warn, .arg = arg};
     json_t *seen = json_object();
     char cursor[SCAN_CURSOR_MAX] = "0";
     int rc = seen ? 0 : -1, calls = 0;
     if (!seen)
         snprintf(err, errlen, "out of memory");
     while (rc == 0) {
-        redisReply *r = scan_next(c, COLL_REDIS_KEY_PREFIX "*", cursor, &calls, err, errlen);
+        redisReply *r = scan_next(c, pat, cursor, &calls, err, errlen);
         if (!r) {
             rc = -1;
             break;
         }
-        rc = read_batch(c, &L, seen, r->element[1], err, errlen);
+        const redisReply *keys = r->element[1];
+        const redisReply **fresh = calloc(keys->elements ? keys->elements : 1, sizeof *fresh);
+        size_t n = 0;
+        if (!fresh) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        }
+        for (size_t i = 0; rc == 0 && i < keys->elements; i++) {
+            const redisReply *k = keys->element[i];
+            if (k->type != REDIS_REPLY_STRING || k->len <= KEY_PREFIX_LEN ||
+                memchr(k->str, 0, k->len) || json_object_get(seen, k->str + KEY_PREFIX_LEN))
+                continue;
+            if (json_object_set_new(seen, k->str + KEY_PREFIX_LEN, json_true()) < 0) {
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+                break;
+            }
+            fresh[n++] = k;
+        }
+        if (rc == 0)
+            rc = batch(c, arg, fresh, n, err, errlen);
+        free(fresh);
         freeReplyObject(r);
         if (strcmp(cursor, "0") == 0)
             break;
     }
     json_decref(seen);
     redisFree(c);
+    return rc;
+}
+
+int coll_redis_list(const char *uri, const struct coll_list_filter *f,
+                    struct coll_summary **rows, size_t *nrows, size_t *skipped,
+                    coll_redis_list_warn warn, void *arg, char *err, size_t errlen)
+{
+    *rows = NULL;
+    *nrows = 0;
+    if (skipped)
+        *skipped = 0;
+    struct lister L = {.f = f, .warn = warn, .arg = arg};
+    int rc = scan_all(uri, COLL_REDIS_KEY_PREFIX "*", read_batch, &L, err, errlen);
     if (rc < 0) {
         free(L.rows);
         return -1;
@@ -233,10 +262,40 @@ void coll_redis_ids_free(char **ids, size_t n)
     free(ids);
 }
 
+/* scan_all() callback of coll_redis_find_ids(): collect the ids. */
+struct id_list {
+    char **v;
+    size_t n, cap;
+};
+
+static int add_ids(redisContext *c, void *arg, const redisReply **keys, size_t nkeys, char *err,
+                   size_t errlen)
+{
+    struct id_list *L = arg;
+    (void)c;
+    for (size_t i = 0; i < nkeys; i++) {
+        char *dup = strdup(keys[i]->str + KEY_PREFIX_LEN);
+        if (L->n == L->cap) {
+            size_t nc = L->cap ? L->cap * 2 : 16;
+            char **nv = realloc(L->v, nc * sizeof *nv);
+            if (nv) {
+                L->v = nv;
+                L->cap = nc;
+            }
+        }
+        if (!dup || L->n == L->cap) {
+            free(dup);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        L->v[L->n++] = dup;
+    }
+    return 0;
+}
+
 int coll_redis_find_ids(const char *uri, const char *prefix, char ***ids, size_t *n,
                         char *err, size_t errlen)
 {
-    struct coll_redis_uri u;
     *ids = NULL;
     *n = 0;
     /* the pattern: every hex letter as a [xX] class (case-insensitive) */
@@ -260,57 +319,10 @@ int coll_redis_find_ids(const char *uri, const char *prefix, char ***ids, size_t
     }
     pat[o++] = '*';
     pat[o] = '\0';
-    if (coll_redis_parse_uri(uri, &u) < 0) {
-        snprintf(err, errlen, "bad Redis URI '%s' (redis://HOST[:PORT][/DB])", uri);
-        return -1;
-    }
-    redisContext *c = coll_redis_connect(&u, LIST_TIMEOUT_MS, err, errlen);
-    if (!c)
-        return -1;
-    json_t *seen = json_object();
-    char cursor[SCAN_CURSOR_MAX] = "0";
-    size_t cap = 0;
-    int rc = seen ? 0 : -1, calls = 0;
-    if (!seen)
-        snprintf(err, errlen, "out of memory");
-    const size_t kp = sizeof COLL_REDIS_KEY_PREFIX - 1;
-    while (rc == 0) {
-        redisReply *r = scan_next(c, pat, cursor, &calls, err, errlen);
-        if (!r) {
-            rc = -1;
-            break;
-        }
-        const redisReply *keys = r->element[1];
-        for (size_t i = 0; rc == 0 && i < keys->elements; i++) {
-            const redisReply *k = keys->element[i];
-            if (k->type != REDIS_REPLY_STRING || k->len <= kp || memchr(k->str, 0, k->len))
-                continue;
-            const char *id = k->str + kp;
-            if (json_object_get(seen, id))
-                continue; /* SCAN may return a key twice */
-            char *dup = strdup(id);
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                char **nv = realloc(*ids, nc * sizeof *nv);
-                if (nv) {
-                    *ids = nv;
-                    cap = nc;
-                }
-            }
-            if (!dup || *n == cap || json_object_set_new(seen, id, json_true()) < 0) {
-                free(dup);
-                snprintf(err, errlen, "out of memory");
-                rc = -1;
-                break;
-            }
-            (*ids)[(*n)++] = dup;
-        }
-        freeReplyObject(r);
-        if (strcmp(cursor, "0") == 0)
-            break;
-    }
-    json_decref(seen);
-    redisFree(c);
+    struct id_list L = {NULL, 0, 0};
+    int rc = scan_all(uri, pat, add_ids, &L, err, errlen);
+    *ids = L.v;
+    *n = L.n;
     if (rc < 0) {
         coll_redis_ids_free(*ids, *n);
         *ids = NULL;
