@@ -262,6 +262,17 @@ static int redis_rows(const char *uri, const struct coll_list_filter *flt,
     return skipped ? 1 : 0;
 }
 
+/* Sort, print (text or --json) and free the rows of `trace list`. */
+static void print_list(struct coll_summary *rows, size_t n, int as_json)
+{
+    coll_summary_sort(rows, n);
+    if (as_json)
+        coll_render_list_json(stdout, rows, n);
+    else
+        coll_render_list(stdout, rows, n);
+    free(rows);
+}
+
 static int cmd_trace_list(int argc, char **argv)
 {
     static const struct option lo[] = {{"dir", required_argument, NULL, 'd'},
@@ -333,12 +344,7 @@ static int cmd_trace_list(int argc, char **argv)
         int r = redis_rows(redis, &flt, &rrows, &nr);
         if (r < 0)
             return 1;
-        coll_summary_sort(rrows, nr);
-        if (as_json)
-            coll_render_list_json(stdout, rrows, nr);
-        else
-            coll_render_list(stdout, rrows, nr);
-        free(rrows);
+        print_list(rrows, nr, as_json);
         return fflush(stdout) == 0 ? r : 1;
     }
     const char *dir = resolve_dir(diropt, dirbuf, sizeof dirbuf);
@@ -372,12 +378,7 @@ static int cmd_trace_list(int argc, char **argv)
         }
         coll_buf_free(&b);
     }
-    coll_summary_sort(rows, nrows);
-    if (as_json)
-        coll_render_list_json(stdout, rows, nrows);
-    else
-        coll_render_list(stdout, rows, nrows);
-    free(rows);
+    print_list(rows, nrows, as_json);
     dumps_free(&d);
     return rc;
 }
