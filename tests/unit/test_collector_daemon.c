@@ -271,8 +271,9 @@ static void dg_end(struct dg *d)
     d->len = wb_finish(&d->b);
 }
 
-/* What the daemon must write for these datagrams, rendered in-process. */
-static char *expected_dump(struct dg **dgs, size_t n)
+/* The dump of these datagrams with the given marker counts. */
+static char *expected_marked(struct dg **dgs, size_t n, uint64_t cut, size_t limit,
+                             uint64_t early_open, uint64_t early_age)
 {
     char id[37];
     coll_uuid_fmt(BASE, id);
@@ -289,12 +290,22 @@ static char *expected_dump(struct dg **dgs, size_t n)
             json_decref(e);
         }
     }
+    t->cut_spans = cut;
+    t->cut_limit = limit;
+    t->early_open = early_open;
+    t->early_age = early_age;
     struct coll_buf b;
     struct coll_report_ctx ctx;
     coll_buf_init(&b);
     cr_assert_eq(coll_trace_render(t, &b, &ctx), 0, "%s", ctx.errstr);
     coll_trace_free(t);
     return b.p;
+}
+
+/* What the daemon must write for these datagrams, rendered in-process. */
+static char *expected_dump(struct dg **dgs, size_t n)
+{
+    return expected_marked(dgs, n, 0, 0, 0, 0);
 }
 
 static void dump_path(struct env *e, char *out, size_t n)
@@ -724,37 +735,6 @@ static void wait_stat(struct env *e, const char *path, long long min, unsigned m
         sleep_ms(50);
     }
     cr_assert_fail("stats %s: %lld, expected >= %lld within %u ms", path, v, min, ms);
-}
-
-/* The dump of these datagrams with the given marker counts. */
-static char *expected_marked(struct dg **dgs, size_t n, uint64_t cut, size_t limit,
-                             uint64_t early_open, uint64_t early_age)
-{
-    char id[37];
-    coll_uuid_fmt(BASE, id);
-    struct coll_trace *t = coll_trace_new(id);
-    for (size_t i = 0; i < n; i++) {
-        struct coll_dec d;
-        struct coll_span sp;
-        cr_assert_eq(coll_decode(&d, dgs[i]->b.buf, dgs[i]->len), 0, "%s", d.errstr);
-        while (coll_decode_next(&d, &sp)) {
-            json_t *s, *e;
-            cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "unused", &s, &e), 0);
-            coll_trace_add_span(t, s, e);
-            json_decref(s);
-            json_decref(e);
-        }
-    }
-    t->cut_spans = cut;
-    t->cut_limit = limit;
-    t->early_open = early_open;
-    t->early_age = early_age;
-    struct coll_buf b;
-    struct coll_report_ctx ctx;
-    coll_buf_init(&b);
-    cr_assert_eq(coll_trace_render(t, &b, &ctx), 0, "%s", ctx.errstr);
-    coll_trace_free(t);
-    return b.p;
 }
 
 static json_t *load_dump(struct env *e)
