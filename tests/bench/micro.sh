@@ -464,7 +464,9 @@ if [ -n "${ZAQARD:-}" ] && [ -x "${ZAQARD:-}" ] && [ -n "${LDPROF_TEST_REDIS_URI
             else printf "%.2f", ((a - v) * k + vn) / 1000}'; }
         tus=$(est "$tl" "$vir" "$vns")
         uus=$(est "$ul" 0 0)
-        row "ldprof CPU time per request, us (estimate)" "$tus" "$uus" "" "<= 2" "$(le "$tus" 2)"
+        # not judged against the target: a hot loop's ns per instruction is far too low
+        # for code run once per request (the native row below is the measurement)
+        row "ldprof CPU time per request, us (hot-loop estimate)" "$tus" "$uus" "" "" ""
         while IFS= read -r l; do
             case $l in
             *"|traced|"*) nus=${l##*|} && row "${l%%|*}" "$nus" "${nun:--}" "" "<= 2" "$(le "${nus%% *}" 2)" ;;
