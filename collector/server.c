@@ -1780,7 +1780,7 @@ int coll_server_run(const struct coll_opts *o)
     memset(s, 0, sizeof *s);
     s->o = o;
     s->sock = s->sigfd = s->tfd = s->lockfd = -1;
-    s->sync_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->sync_efd = o->fsync_batch ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1; /* batch only */
     s->euid = (uint32_t)geteuid();
     s->store.jfd = s->store.dirfd = -1;
     s->started_ms = s->last_stats_log_ms = s->last_stats_file_ms = s->reject_window_ms = now_ms();
