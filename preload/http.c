@@ -31,48 +31,63 @@
 enum { H_NONE = 0, H_FIELD = 1, H_VALUE = 2 };
 enum { W_OTHER = 0, W_INFO = 1, W_HMAC = 2 };
 
-struct http_pending {
-    struct ldprof_span *span; /* NULL: an untraced request */
-    uint8_t method;           /* enum http_method (HEAD responses have no body) */
-};
+/* q_meta[] of a queued request: its method (enum http_method, all below
+ * 0x80), and Q_SPAN when q_span[] holds its wsgi / http span. */
+#define Q_SPAN 0x80
+#define Q_METHOD(m) ((m) & 0x7f)
 
+/*
+ * The first 64 bytes (one cache line; the struct is aligned on it) hold
+ * everything an untraced keep-alive request on a server connection touches
+ * when the fast path frames it: locks, flags, the FIFO indexes and each
+ * queued request's method, the body counts and the per-fd statistics.
+ * Natively that request costs cache misses more than instructions.
+ */
 struct http_fd {
     int rx_lock;          /* request side (program reads) */
     int tx_lock;          /* response side (program writes) */
     uint8_t rx_dead;      /* stop parsing what the program reads */
     uint8_t tx_dead;      /* stop parsing what the program writes */
+    /* Requests framed without the parser (rx_fast_head) while rx_fast is
+     * set; rx is then at a message start and untouched. */
+    uint8_t rx_fast;
+    /* Server connections: responses framed without the parser (tx_fast_head)
+     * while tx_fast is set; tx is then at a message start and untouched. */
+    uint8_t tx_fast;      /* the fast path has the response stream */
+    uint8_t tx_fast_done; /* it completed a message since tx was last used */
+    /* FIFO of requests awaiting a response: rx pushes at q_tail, tx pops at
+     * q_head (single producer, single consumer); q_meta[] and q_span[]
+     * are written before q_tail is published. */
+    uint8_t q_meta[LDPROF_HTTP_QDEPTH];
+    uint16_t tx_status;   /* status of the response whose body is tx_left */
+    uint32_t q_head, q_tail;
+    uint64_t rx_left;     /* body bytes still to come (request) */
+    uint64_t tx_left;     /* body bytes still to come (Content-Length) */
+    /* Statistics counted here rather than in shared atomics: never reset
+     * (a reused fd number goes on counting), summed by ldprof_http_stats;
+     * written by the side that holds the lock (n_requests: rx, n_responses:
+     * tx on server connections, rx on client ones, or both in fd_release). */
+    uint64_t n_requests;
+    uint64_t n_responses;
+    /* ---- 64 bytes ---- */
+
+    struct ldprof_span *q_span[LDPROF_HTTP_QDEPTH];
     uint8_t shared;       /* a forked process holds this fd too */
     uint8_t close_after;  /* 101 Switching Protocols: stop after this response */
 
     /* request side */
-    http_parser rx;
     uint8_t hlast;        /* H_*: last header callback */
     uint8_t hwhich;       /* W_*: the header whose value is arriving */
     uint8_t hname_len;    /* bytes of the current header name (saturates) */
     uint8_t hmatch;       /* bit 0: still "x-trace-info", bit 1: "x-trace-hmac" */
     uint8_t seen_info, seen_hmac, bad_hdr, url_trunc;
     uint16_t url_len, info_len, hmac_len;
+    http_parser rx;
+    /* response side */
+    http_parser tx;
     char url[LDPROF_HTTP_URL_CAP];
     char info[LDPROF_HTTP_INFO_CAP];
     char hmac[LDPROF_HTTP_HMAC_CAP];
-    /* Requests framed without the parser (rx_fast_head) while rx_fast is
-     * set; rx is then at a message start and untouched. */
-    uint8_t rx_fast;
-    uint64_t rx_left;     /* body bytes still to come */
-
-    /* FIFO of requests awaiting a response: rx pushes at q_tail, tx pops at
-     * q_head (single producer, single consumer). */
-    uint32_t q_head, q_tail;
-    struct http_pending q[LDPROF_HTTP_QDEPTH];
-
-    /* response side */
-    http_parser tx;
-    /* Server connections: responses framed without the parser (tx_fast_head)
-     * while tx_fast is set; tx is then at a message start and untouched. */
-    uint8_t tx_fast;      /* the fast path has the response stream */
-    uint8_t tx_fast_done; /* it completed a message since tx was last used */
-    uint16_t tx_status;   /* status of the response whose body is tx_left */
-    uint64_t tx_left;     /* body bytes still to come (Content-Length) */
 
     /* client connections (outbound requests): tx parses the requests the
      * program writes, rx the responses it reads; url[] holds the request
@@ -83,7 +98,10 @@ struct http_fd {
     uint16_t peer_port;
     char inj[LDPROF_HTTP_INJ_CAP];
     char peer[48];        /* numeric address connected to */
-};
+} __attribute__((aligned(64)));
+
+_Static_assert(__builtin_offsetof(struct http_fd, q_span) == 64,
+               "the fast path's fields fill the first cache line");
 
 enum { INJ_NONE = 0, INJ_LINE = 1, INJ_DONE = 2 };
 
@@ -152,13 +170,21 @@ int ldprof_http_init(void)
     return 0;
 }
 
+/* requests and responses: the per-fd counts (struct http_fd) of every fd
+ * number ever followed; the rest: shared counters (rarer events). */
 void ldprof_http_stats(struct ldprof_http_stats *out)
 {
-    out->requests = __atomic_load_n(&stats.requests, __ATOMIC_RELAXED);
+    int max = __atomic_load_n(&max_fd_seen, __ATOMIC_RELAXED);
+
+    out->requests = out->responses = 0;
+    for (int fd = 0; fd <= max && fdtab != NULL; fd++) {
+        out->requests += __atomic_load_n(&fdtab[fd].n_requests, __ATOMIC_RELAXED);
+        out->responses += __atomic_load_n(&fdtab[fd].n_responses, __ATOMIC_RELAXED);
+    }
     out->traced = __atomic_load_n(&stats.traced, __ATOMIC_RELAXED);
-    out->responses = __atomic_load_n(&stats.responses, __ATOMIC_RELAXED);
     out->abandoned = __atomic_load_n(&stats.abandoned, __ATOMIC_RELAXED);
     out->desync = __atomic_load_n(&stats.desync, __ATOMIC_RELAXED);
+    out->parsed = __atomic_load_n(&stats.parsed, __ATOMIC_RELAXED);
 }
 
 static inline struct http_fd *fd_state(int fd)
@@ -173,13 +199,17 @@ static inline int fd_of(const struct http_fd *h)
 
 /* ------------------------------------------------------------ span ends */
 
-static void end_pending(struct http_pending *pe, const char *etype, const char *msg, int shared)
+/* End the span of the request in FIFO slot @i (if it has one). */
+static void end_pending(struct http_fd *h, uint32_t i, const char *etype, const char *msg,
+                        int shared)
 {
-    struct ldprof_span *s = pe->span;
+    struct ldprof_span *s;
 
-    pe->span = NULL;
-    if (s == NULL)
+    i %= LDPROF_HTTP_QDEPTH;
+    if (!(h->q_meta[i] & Q_SPAN))
         return;
+    s = h->q_span[i];
+    h->q_meta[i] &= (uint8_t)~Q_SPAN;
     ldprof_ctx_leave_root(s);
     if (etype == NULL) {
         ldprof_span_close(s, 0);
@@ -203,8 +233,32 @@ static void fail_all_pending(struct http_fd *h, const char *etype, const char *m
     uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
 
     for (; head != tail; head++)
-        end_pending(&h->q[head % LDPROF_HTTP_QDEPTH], etype, msg, h->shared);
+        end_pending(h, head, etype, msg, h->shared);
     __atomic_store_n(&h->q_head, head, __ATOMIC_RELEASE);
+}
+
+/* Queue a request (producer side; the caller checked there is room). */
+static inline void q_push(struct http_fd *h, uint32_t tail, struct ldprof_span *s, unsigned method)
+{
+    if (s != NULL)
+        h->q_span[tail % LDPROF_HTTP_QDEPTH] = s;
+    h->q_meta[tail % LDPROF_HTTP_QDEPTH] = (uint8_t)(Q_METHOD(method) | (s != NULL ? Q_SPAN : 0));
+    __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+}
+
+/* Is the request at the FIFO's head a HEAD (its response has no body)? */
+static inline int q_head_is_head(const struct http_fd *h)
+{
+    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
+    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
+
+    return head != tail && Q_METHOD(h->q_meta[head % LDPROF_HTTP_QDEPTH]) == HTTP_HEAD;
+}
+
+/* Count a request / a response head (per fd: see struct http_fd). */
+static inline void count_one(uint64_t *n)
+{
+    __atomic_store_n(n, __atomic_load_n(n, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------ fast framing */
@@ -250,23 +304,67 @@ static inline int fast_tchar(char c)
     return fast_tchar_tab[(unsigned char)c];
 }
 
+#ifdef __SSE2__
+/*
+ * Sixteen bytes at a time, the last ones overlapping: fast_load gives the
+ * sixteen bytes at @p when they lie before @end, else the last sixteen
+ * before @end (the buffer starts at @lo) with *@skip = how many of them
+ * come before @p; a mask of them shifted right by *@skip has its bits for
+ * @p[0..] and none for bytes at or past @end.  0: fewer than sixteen bytes
+ * in [@lo, @end) (the scalar loops take them).
+ */
+static inline __attribute__((always_inline)) int fast_load(const char *p, const char *lo,
+                                                           const char *end, __m128i *v,
+                                                           unsigned *skip)
+{
+    if (end - p >= 16) {
+        *v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        *skip = 0;
+        return 1;
+    }
+    if (end - lo < 16 || p >= end)
+        return 0;
+    *v = _mm_loadu_si128((const __m128i *)(const void *)(end - 16));
+    *skip = (unsigned)(16 - (end - p));
+    return 1;
+}
+
+static inline __m128i fast_load16(const char *p)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+
+/* Bits of the bytes that are not name bytes (fast_tchar). */
+static inline unsigned fast_nonname_mask(__m128i v)
+{
+    __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* A-Z -> a-z */
+    /* unsigned ranges with signed compares: x - lo + 0x80 < n + 0x80 - 0x100 */
+    __m128i letter = _mm_cmplt_epi8(_mm_add_epi8(l, _mm_set1_epi8((char)(0x80 - 'a'))),
+                                    _mm_set1_epi8((char)(0x80 + 26)));
+    __m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - '0'))),
+                                   _mm_set1_epi8((char)(0x80 + 10)));
+    __m128i punct = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                                              _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))),
+                                 _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+    return ~(unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), punct)) &
+           0xffffu;
+}
+
+/* Bits of the bytes below 0x20 or above 0x7e (CR, LF and tabs too): x + 1
+ * < 0x21 as signed bytes holds for 0x00-0x1f, 0x7f and 0x80-0xff. */
+static inline unsigned fast_ctl_mask(__m128i v)
+{
+    return (unsigned)_mm_movemask_epi8(
+        _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(1)), _mm_set1_epi8(0x21)));
+}
+#endif
+
 /* The first byte from @p on that is not a name byte (fast_tchar), or @end. */
 static inline const char *fast_name_end(const char *p, const char *end)
 {
 #ifdef __SSE2__
     while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* A-Z -> a-z */
-        /* unsigned ranges with signed compares: x - lo + 0x80 < n + 0x80 - 0x100 */
-        __m128i letter = _mm_cmplt_epi8(_mm_add_epi8(l, _mm_set1_epi8((char)(0x80 - 'a'))),
-                                        _mm_set1_epi8((char)(0x80 + 26)));
-        __m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - '0'))),
-                                       _mm_set1_epi8((char)(0x80 + 10)));
-        __m128i punct = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
-                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))),
-                                     _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
-        unsigned m = ~(unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), punct)) &
-                     0xffffu;
+        unsigned m = fast_nonname_mask(fast_load16(p));
         if (m != 0)
             return p + __builtin_ctz(m);
         p += 16;
@@ -287,16 +385,17 @@ static inline int fast_name_is(const char *s, size_t n, const char *name, size_t
     if (n != len)
         return 0;
     if (len >= 8) {
-        for (size_t i = 0;; i += 8) {
-            if (i + 8 > len)
-                i = len - 8;
+        /* (a loop with a bound known here: unrolled, @name's words become
+         * immediates rather than loads from .rodata) */
+        for (size_t i = 0; i + 8 < len; i += 8) {
             memcpy(&a, s + i, 8);
             memcpy(&b, name + i, 8);
             if ((a | 0x2020202020202020ull) != b)
                 return 0;
-            if (i + 8 == len)
-                return 1;
         }
+        memcpy(&a, s + len - 8, 8);
+        memcpy(&b, name + len - 8, 8);
+        return (a | 0x2020202020202020ull) == b;
     }
     for (size_t i = 0; i < n; i++)
         if ((s[i] | 0x20) != name[i])
@@ -304,47 +403,17 @@ static inline int fast_name_is(const char *s, size_t n, const char *name, size_t
     return 1;
 }
 
-/* Are all bytes in [@s, @e) printable ASCII or tabs?  Eight at a time: a
- * word with a byte below 0x20 or above 0x7e (tab included) is checked byte
- * by byte. */
-static int fast_text_ok(const char *s, const char *e)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-
-    if (e - s >= 8) {
-        /* the last word overlaps the one before it (bytes checked twice) */
-        for (const char *w = s;; w += 8) {
-            uint64_t x;
-            if (e - w < 8)
-                w = e - 8;
-            memcpy(&x, w, 8);
-            if (((x - 0x20 * ones) | (x + ones) | x) & highs)
-                for (int i = 0; i < 8; i++)
-                    if ((w[i] < 0x20 || w[i] > 0x7e) && w[i] != '\t')
-                        return 0;
-            if (w == e - 8)
-                return 1;
-        }
-    }
-    for (; s < e; s++)
-        if ((*s < 0x20 || *s > 0x7e) && *s != '\t')
-            return 0;
-    return 1;
-}
-
-/* The end of a header line whose value starts at @s: the '\n' of the first
- * CR LF, when every byte before the CR is printable ASCII or a tab (as
- * fast_text_ok); NULL when another byte comes first or the line does not
- * end before @end.  One pass instead of memchr and fast_text_ok. */
-static const char *fast_value_end(const char *s, const char *end)
+/* The end of a line whose text (a header value, a reason phrase) starts at
+ * @s: the '\n' of the first CR LF, when every byte before the CR is
+ * printable ASCII or a tab; NULL when another byte comes first or the line
+ * does not end before @end. */
+static inline __attribute__((always_inline)) const char *fast_value_end(const char *s,
+                                                                        const char *end)
 {
 #ifdef __SSE2__
     /* sixteen bytes at a time: the first byte below 0x20 or above 0x7e */
     while (end - s >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
-        unsigned m = (unsigned)_mm_movemask_epi8(
-            _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
-                         _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+        unsigned m = fast_ctl_mask(fast_load16(s));
         if (m == 0) {
             s += 16;
             continue;
@@ -373,26 +442,41 @@ static const char *fast_value_end(const char *s, const char *end)
     return NULL;
 }
 
-/* Is [@s, @e) a request-target the fast path takes: bytes 0x21-0x7e but
- * '#'?  Eight at a time as fast_text_ok (a word with a blank, a control or
- * non-ASCII byte, or a '#', is checked byte by byte). */
-static int fast_target_ok(const char *s, const char *e)
+/* The end of a request-target starting at @s: the first byte from @s on
+ * that is not 0x21-0x7e or is a '#', or @end (the buffer starts at @lo). */
+static const char *fast_target_end(const char *s, const char *lo, const char *end)
 {
+#ifdef __SSE2__
+    __m128i v;
+    unsigned skip, m;
+
+    while (fast_load(s, lo, end, &v, &skip)) {
+        m = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
+                                          _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('#')))) >>
+            skip;
+        if (m != 0)
+            return s + __builtin_ctz(m);
+        if (skip != 0)
+            return end;
+        s += 16;
+    }
+#else
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 
-    for (; e - s >= 8; s += 8) {
+    (void)lo;
+    for (; end - s >= 8; s += 8) {
         uint64_t x, h;
         memcpy(&x, s, 8);
         h = x ^ (0x23 * ones); /* '#' bytes become 0 */
         if (((x - 0x21 * ones) | (x + ones) | x | (h - ones)) & highs)
-            for (int i = 0; i < 8; i++)
-                if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '#')
-                    return 0;
+            break; /* a blank, a control or non-ASCII byte, or a '#', in this word */
     }
-    for (; s < e; s++)
-        if (*s <= 0x20 || *s >= 0x7f || *s == '#')
-            return 0;
-    return 1;
+#endif
+    while (s < end && *s > 0x20 && *s < 0x7f && *s != '#')
+        s++;
+    return s;
 }
 
 /*
@@ -444,6 +528,48 @@ static const char *fast_trace_value(const char *v, const char *eol, size_t cap,
     return v;
 }
 
+/* The first bytes (OR 0x20, bit c & 31) of the names fast_headers compares. */
+#define FAST_FIRST ((1u << ('c' & 31)) | (1u << ('t' & 31)) | (1u << ('u' & 31)) | \
+                    (1u << ('p' & 31)) | (1u << ('x' & 31)))
+
+/* A Content-Length value (the line's bytes after the ':' up to @eol, its
+ * '\n'): 1-18 digits after optional blanks, nothing after them, and the
+ * first one of the head.  0, or -1 (the parser takes the head). */
+static int fast_content_length(const char *v, const char *eol, struct fast_head *fh)
+{
+    int digits = 0;
+
+    if (fh->have_cl)
+        return -1;
+    fh->have_cl = 1;
+    for (; v < eol - 1 && (*v == ' ' || *v == '\t'); v++)
+        ;
+    for (; v < eol - 1 && *v >= '0' && *v <= '9'; v++, digits++)
+        fh->cl = fh->cl * 10 + (uint64_t)(*v - '0');
+    return digits == 0 || digits > 18 || v != eol - 1 ? -1 : 0;
+}
+
+/* A header whose name [@p, @p+@nlen) starts with an x: X-Trace-Info and
+ * X-Trace-HMAC are taken with @trace (fast_trace_value); other X-Trace-*
+ * names, and any without @trace, go to the parser (-1); 0: go on. */
+static int fast_x_trace(const char *p, size_t nlen, const char *v, const char *eol, int trace,
+                        struct fast_head *fh)
+{
+    if (nlen < 8 || !fast_name_is(p, 8, "x-trace-", 8))
+        return 0;
+    if (!trace)
+        return -1;
+    if (fast_name_is(p, nlen, "x-trace-info", 12)) {
+        fh->info = fast_trace_value(v, eol, LDPROF_HTTP_INFO_CAP, fh->info, &fh->info_len);
+        return fh->info != NULL ? 0 : -1;
+    }
+    if (fast_name_is(p, nlen, "x-trace-hmac", 12)) {
+        fh->hmac = fast_trace_value(v, eol, LDPROF_HTTP_HMAC_CAP, fh->hmac, &fh->hmac_len);
+        return fh->hmac != NULL ? 0 : -1;
+    }
+    return -1;
+}
+
 /* Header lines from @p up to and including the blank line, within @end.
  * Returns the end of the head, or NULL when it is not all there or not in
  * the fast path's subset.  With @trace (requests), X-Trace-Info and
@@ -456,55 +582,93 @@ static const char *fast_headers(const char *p, const char *end, int trace, struc
     fh->info = fh->hmac = NULL;
     fh->info_len = fh->hmac_len = 0;
     for (;;) {
-        const char *c, *v, *eol;
+        const char *c, *eol;
         size_t nlen;
         uint8_t c0;
+#ifdef __SSE2__
+        __m128i w;
+        unsigned nn;
+#endif
 
         if (end - p < 2)
             return NULL;
         if (p[0] == '\r')
             return p[1] == '\n' ? p + 2 : NULL;
-        c = fast_name_end(p, end);
-        if (c == p || c == end || *c != ':' || (eol = fast_value_end(c + 1, end)) == NULL)
-            return NULL;
+#ifdef __SSE2__
+        /* The line's first sixteen bytes give the name's end and, on a
+         * short line, the value's; a longer value is scanned on sixteen
+         * bytes at a time, the last ones overlapping (all after @p).  The
+         * same as fast_name_end then fast_value_end, which take names of
+         * sixteen bytes or more and the last lines before @end. */
+        if (end - p >= 16 && (nn = fast_nonname_mask(w = fast_load16(p))) != 0) {
+            const char *e, *q;
+            unsigned m;
+
+            c = p + __builtin_ctz(nn);
+            if (c == p || *c != ':')
+                return NULL;
+            m = fast_ctl_mask(w) >> (c + 1 - p);
+            e = c + 1; /* m has the bits of e[0..] */
+            for (q = p + 16; m == 0; q += 16) {
+                e = q;
+                if (end - q >= 16) {
+                    m = fast_ctl_mask(fast_load16(q));
+                } else {
+                    if (q >= end)
+                        return NULL;
+                    m = fast_ctl_mask(fast_load16(end - 16)) >> (16 - (end - q));
+                    if (m == 0)
+                        return NULL; /* no CR before @end */
+                }
+            }
+            e += __builtin_ctz(m);
+            if (*e == '\r') {
+                if (end - e < 2 || e[1] != '\n')
+                    return NULL;
+                eol = e + 1;
+            } else if (*e != '\t' || (eol = fast_value_end(e + 1, end)) == NULL) {
+                return NULL;
+            }
+        } else
+#endif
+        {
+            c = fast_name_end(p, end);
+            if (c == p || c == end || *c != ':' || (eol = fast_value_end(c + 1, end)) == NULL)
+                return NULL;
+        }
         nlen = (size_t)(c - p);
         /* The names below differ in their first byte (OR 0x20 lower-cases
          * a letter and maps no other name byte onto one): most headers are
-         * none of them and cost this one test. */
+         * none of them and cost this one test of a bit (letters are bits
+         * 1-26 of FAST_FIRST; digits and punctuation may hit a bit too, at
+         * the cost of a compare), the others a compare or two. */
         c0 = (uint8_t)(*p | 0x20);
-        if (c0 != 'c' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'x') {
-            /* an ordinary header */
-        } else if (fast_name_is(p, nlen, "content-length", 14)) {
-            int digits = 0;
-            if (fh->have_cl)
-                return NULL;
-            fh->have_cl = 1;
-            for (v = c + 1; v < eol - 1 && (*v == ' ' || *v == '\t'); v++)
-                ;
-            for (; v < eol - 1 && *v >= '0' && *v <= '9'; v++, digits++)
-                fh->cl = fh->cl * 10 + (uint64_t)(*v - '0');
-            if (digits == 0 || digits > 18 || v != eol - 1)
-                return NULL;
-        } else if (fast_name_is(p, nlen, "connection", 10) ||
-                   fast_name_is(p, nlen, "transfer-encoding", 17) ||
-                   fast_name_is(p, nlen, "upgrade", 7) ||
-                   fast_name_is(p, nlen, "proxy-connection", 16)) {
-            return NULL;
-        } else if (nlen >= 8 && fast_name_is(p, 8, "x-trace-", 8)) {
-            if (!trace)
-                return NULL;
-            if (fast_name_is(p, nlen, "x-trace-info", 12)) {
-                fh->info = fast_trace_value(c + 1, eol, LDPROF_HTTP_INFO_CAP, fh->info,
-                                            &fh->info_len);
-                if (fh->info == NULL)
+        if ((FAST_FIRST >> (c0 & 31)) & 1) {
+            switch (c0) {
+            case 'c':
+                if (fast_name_is(p, nlen, "content-length", 14)) {
+                    if (fast_content_length(c + 1, eol, fh) != 0)
+                        return NULL;
+                } else if (fast_name_is(p, nlen, "connection", 10)) {
                     return NULL;
-            } else if (fast_name_is(p, nlen, "x-trace-hmac", 12)) {
-                fh->hmac = fast_trace_value(c + 1, eol, LDPROF_HTTP_HMAC_CAP, fh->hmac,
-                                            &fh->hmac_len);
-                if (fh->hmac == NULL)
+                }
+                break;
+            case 't':
+                if (fast_name_is(p, nlen, "transfer-encoding", 17))
                     return NULL;
-            } else {
-                return NULL;
+                break;
+            case 'u':
+                if (fast_name_is(p, nlen, "upgrade", 7))
+                    return NULL;
+                break;
+            case 'p':
+                if (fast_name_is(p, nlen, "proxy-connection", 16))
+                    return NULL;
+                break;
+            case 'x':
+                if (fast_x_trace(p, nlen, c + 1, eol, trace, fh) != 0)
+                    return NULL;
+                break;
             }
         }
         p = eol + 1;
@@ -713,7 +877,7 @@ static int rx_on_headers_complete(http_parser *p)
     uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE);
     struct ldprof_span *s = NULL;
 
-    STAT_INC(requests);
+    count_one(&h->n_requests);
     if (tail - head >= LDPROF_HTTP_QDEPTH) {
         /* Too many requests without a response: give up on this
          * connection's request side (the pending ones still complete). */
@@ -726,9 +890,7 @@ static int rx_on_headers_complete(http_parser *p)
     }
     if (ldprof_cfg.trace_wsgi)
         s = open_wsgi(h, p);
-    h->q[tail % LDPROF_HTTP_QDEPTH].span = s;
-    h->q[tail % LDPROF_HTTP_QDEPTH].method = (uint8_t)p->method;
-    __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+    q_push(h, tail, s, p->method);
     if (s != NULL) {
         STAT_INC(traced);
         ldprof_ctx_enter_root(s);
@@ -745,22 +907,39 @@ static int rx_on_message_complete(http_parser *p)
     return 0;
 }
 
-/* The methods the fast path takes (others, CONNECT first, go to the parser). */
-static int fast_method(const char *m, size_t n)
+/* The method of the request line at @m (at least 8 bytes there), one the
+ * fast path takes and its space (others, CONNECT first, go to the parser):
+ * its enum http_method and *@len, or -1. */
+static int fast_method(const char *m, size_t *len)
 {
-    switch (n) {
-    case 3:
-        return memcmp(m, "GET", 3) == 0 ? HTTP_GET : memcmp(m, "PUT", 3) == 0 ? HTTP_PUT : -1;
-    case 4:
-        return memcmp(m, "POST", 4) == 0 ? HTTP_POST : memcmp(m, "HEAD", 4) == 0 ? HTTP_HEAD : -1;
-    case 5:
-        return memcmp(m, "PATCH", 5) == 0 ? HTTP_PATCH : -1;
-    case 6:
-        return memcmp(m, "DELETE", 6) == 0 ? HTTP_DELETE : -1;
-    case 7:
-        return memcmp(m, "OPTIONS", 7) == 0 ? HTTP_OPTIONS : -1;
+#define FAST_METHOD(s, id)                                                                        \
+    do {                                                                                          \
+        if (memcmp(m, s " ", sizeof(s)) == 0) {                                                   \
+            *len = sizeof(s) - 1;                                                                 \
+            return id;                                                                            \
+        }                                                                                         \
+    } while (0)
+    switch (m[0]) {
+    case 'G':
+        FAST_METHOD("GET", HTTP_GET);
+        break;
+    case 'P':
+        FAST_METHOD("POST", HTTP_POST);
+        FAST_METHOD("PUT", HTTP_PUT);
+        FAST_METHOD("PATCH", HTTP_PATCH);
+        break;
+    case 'D':
+        FAST_METHOD("DELETE", HTTP_DELETE);
+        break;
+    case 'H':
+        FAST_METHOD("HEAD", HTTP_HEAD);
+        break;
+    case 'O':
+        FAST_METHOD("OPTIONS", HTTP_OPTIONS);
+        break;
     }
     return -1;
+#undef FAST_METHOD
 }
 
 /*
@@ -774,21 +953,25 @@ static int fast_method(const char *m, size_t n)
 static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
 {
     const char *end = buf + (n < FAST_HEAD_MAX ? n : FAST_HEAD_MAX);
-    const char *sp, *eol, *p;
+    const char *sp, *t, *eol, *p;
     struct fast_head fh;
     struct ldprof_span *s = NULL;
+    size_t mlen;
     int method;
     uint32_t tail, head;
 
-    sp = memchr(buf, ' ', n < 8 ? n : 8);
-    if (sp == NULL || (method = fast_method(buf, (size_t)(sp - buf))) < 0)
+    /* (no head is shorter than "GET / HTTP/1.1\r\n\r\n") */
+    if (n < 18 || (method = fast_method(buf, &mlen)) < 0)
         return 0;
-    eol = memchr(sp, '\n', (size_t)(end - sp));
-    /* sp "/" ... " HTTP/1.1\r\n" */
-    if (eol == NULL || eol - sp < 12 || sp[1] != '/' || memcmp(eol - 10, " HTTP/1.1\r", 10) != 0)
+    sp = buf + mlen;
+    /* sp "/" ... " HTTP/1.1\r\n": the target ends at its first byte that
+     * is not one of the fast path's */
+    if (sp[1] != '/')
         return 0;
-    if (!fast_target_ok(sp + 1, eol - 10))
+    t = fast_target_end(sp + 1, buf, end);
+    if (end - t < 11 || memcmp(t, " HTTP/1.1\r\n", 11) != 0)
         return 0;
+    eol = t + 10;
     p = fast_headers(eol + 1, end, 1, &fh);
     if (p == NULL)
         return 0;
@@ -796,18 +979,16 @@ static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
     head = __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE);
     if (tail - head >= LDPROF_HTTP_QDEPTH)
         return 0; /* the parser gives up on the connection */
-    STAT_INC(requests);
+    count_one(&h->n_requests);
     /* As rx_on_headers_complete with what the parser callbacks capture:
      * the target (rx_on_url) and both trace values (rx_on_header_value). */
-    if (ldprof_cfg.trace_wsgi && fh.info != NULL && fh.hmac != NULL) {
+    if (fh.info != NULL && fh.hmac != NULL && ldprof_cfg.trace_wsgi) {
         size_t ulen = (size_t)(eol - 10 - (sp + 1));
         s = open_wsgi_span(h, fh.info, fh.info_len, fh.hmac, fh.hmac_len, sp + 1,
                            ulen < LDPROF_HTTP_URL_CAP ? ulen : LDPROF_HTTP_URL_CAP,
                            ulen > LDPROF_HTTP_URL_CAP, (unsigned)method);
     }
-    h->q[tail % LDPROF_HTTP_QDEPTH].span = s;
-    h->q[tail % LDPROF_HTTP_QDEPTH].method = (uint8_t)method;
-    __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+    q_push(h, tail, s, (unsigned)method);
     if (s != NULL) {
         STAT_INC(traced);
         ldprof_ctx_enter_root(s);
@@ -816,10 +997,10 @@ static size_t rx_fast_head(struct http_fd *h, const char *buf, size_t n)
     return (size_t)(p - buf);
 }
 
+static void rx_parse(struct http_fd *h, const char *buf, size_t n);
+
 static void rx_feed(struct http_fd *h, const char *buf, size_t n)
 {
-    size_t done;
-
     while (h->rx_fast && n > 0) {
         size_t k;
         if (h->rx_left > 0) {
@@ -831,9 +1012,17 @@ static void rx_feed(struct http_fd *h, const char *buf, size_t n)
         buf += k;
         n -= k;
     }
-    if (n == 0)
-        return;
-    /* The parser takes over at a message start. */
+    if (n > 0)
+        rx_parse(h, buf, n);
+}
+
+/* The parser takes over at a message start (out of line: the fast path's
+ * code stays small). */
+static __attribute__((noinline, cold)) void rx_parse(struct http_fd *h, const char *buf, size_t n)
+{
+    size_t done;
+
+    STAT_INC(parsed);
     h->rx_fast = 0;
     h->rx.data = h;
     done = http_parser_execute(&h->rx, &rx_settings, buf, n);
@@ -859,14 +1048,8 @@ static void rx_feed(struct http_fd *h, const char *buf, size_t n)
 
 static int tx_on_headers_complete(http_parser *p)
 {
-    struct http_fd *h = p->data;
-    uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
-    uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
-
     /* The response to HEAD has no body whatever its headers say. */
-    if (head != tail && h->q[head % LDPROF_HTTP_QDEPTH].method == HTTP_HEAD)
-        return 1;
-    return 0;
+    return q_head_is_head(p->data);
 }
 
 /* A response with status @status is complete: end the request it answers. */
@@ -877,10 +1060,10 @@ static void tx_complete(struct http_fd *h, unsigned status)
 
     if (status >= 100 && status < 200 && status != 101)
         return; /* interim response (100 Continue): the real one follows */
-    STAT_INC(responses);
+    count_one(&h->n_responses);
     if (head == tail)
         return; /* a response to no request we saw (408, or rx was lost) */
-    end_pending(&h->q[head % LDPROF_HTTP_QDEPTH], NULL, NULL, 0);
+    end_pending(h, head, NULL, NULL, 0);
     __atomic_store_n(&h->q_head, head + 1, __ATOMIC_RELEASE);
     if (status == 101)
         h->close_after = 1;
@@ -925,7 +1108,6 @@ static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
     const char *p, *eol;
     struct fast_head fh;
     unsigned status;
-    uint32_t head, tail;
 
     if (n < 19 || memcmp(buf, "HTTP/1.1 ", 9) != 0 || buf[12] != ' ')
         return 0;
@@ -935,16 +1117,15 @@ static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
     status = (unsigned)((buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0'));
     if (status == 204 || status == 304)
         return 0;
-    eol = memchr(buf + 13, '\n', (size_t)(end - (buf + 13)));
-    if (eol == NULL || eol[-1] != '\r' || !fast_text_ok(buf + 13, eol - 1))
+    /* the reason phrase: printable ASCII and tabs up to the first CR LF */
+    eol = fast_value_end(buf + 13, end);
+    if (eol == NULL)
         return 0;
     p = fast_headers(eol + 1, end, 0, &fh);
     if (p == NULL || !fh.have_cl)
         return 0;
     /* The response to HEAD has no body whatever its headers say. */
-    head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
-    tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
-    if (head != tail && h->q[head % LDPROF_HTTP_QDEPTH].method == HTTP_HEAD)
+    if (q_head_is_head(h))
         return 0;
     h->tx_status = (uint16_t)status;
     h->tx_left = fh.cl;
@@ -955,10 +1136,10 @@ static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
     return (size_t)(p - buf);
 }
 
+static void tx_parse(struct http_fd *h, const char *buf, size_t n);
+
 static void tx_feed(struct http_fd *h, const char *buf, size_t n)
 {
-    size_t done;
-
     while (h->tx_fast && n > 0) {
         size_t k;
         if (h->tx_left > 0) {
@@ -974,10 +1155,17 @@ static void tx_feed(struct http_fd *h, const char *buf, size_t n)
         buf += k;
         n -= k;
     }
-    if (n == 0)
-        return;
-    /* The parser takes over at a message start (the fast path never stops
-     * inside a message). */
+    if (n > 0)
+        tx_parse(h, buf, n);
+}
+
+/* The parser takes over at a message start (the fast path never stops
+ * inside a message); out of line as rx_parse. */
+static __attribute__((noinline, cold)) void tx_parse(struct http_fd *h, const char *buf, size_t n)
+{
+    size_t done;
+
+    STAT_INC(parsed);
     h->tx_fast = h->tx_fast_done = 0;
     h->tx.data = h;
     done = http_parser_execute(&h->tx, &tx_settings, buf, n);
@@ -1018,16 +1206,14 @@ static int crx_on_headers_complete(http_parser *p)
     struct http_fd *h = p->data;
     uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_RELAXED);
     uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_ACQUIRE);
-    struct http_pending *pe = head != tail ? &h->q[head % LDPROF_HTTP_QDEPTH] : NULL;
+    uint8_t meta = head != tail ? h->q_meta[head % LDPROF_HTTP_QDEPTH] : 0;
 
-    if (pe != NULL && pe->span != NULL && (p->status_code < 100 || p->status_code >= 200)) {
+    if ((meta & Q_SPAN) && (p->status_code < 100 || p->status_code >= 200)) {
         int64_t code = p->status_code;
-        ldprof_span_add(pe->span, LDPROF_FIELD_STOP, LDPROF_TLV_INT, "status_code", &code,
-                        sizeof(code));
+        ldprof_span_add(h->q_span[head % LDPROF_HTTP_QDEPTH], LDPROF_FIELD_STOP, LDPROF_TLV_INT,
+                        "status_code", &code, sizeof(code));
     }
-    if (pe != NULL && pe->method == HTTP_HEAD)
-        return 1;
-    return 0;
+    return head != tail && Q_METHOD(meta) == HTTP_HEAD;
 }
 
 static const http_parser_settings ctx_settings = {
@@ -1299,9 +1485,7 @@ ssize_t ldprof_http_client_send(int fd, const struct iovec *iov, size_t iovcnt, 
             uint32_t tail = __atomic_load_n(&h->q_tail, __ATOMIC_RELAXED);
             uint32_t head = __atomic_load_n(&h->q_head, __ATOMIC_ACQUIRE);
             if (tail - head < LDPROF_HTTP_QDEPTH) {
-                h->q[tail % LDPROF_HTTP_QDEPTH].span = s;
-                h->q[tail % LDPROF_HTTP_QDEPTH].method = method;
-                __atomic_store_n(&h->q_tail, tail + 1, __ATOMIC_RELEASE);
+                q_push(h, tail, s, method);
             } else {
                 ldprof_span_discard(s);
             }
@@ -1497,14 +1681,28 @@ void ldprof_http_on_send(int fd, const void *buf, size_t n)
     ldprof_spin_unlock(&h->tx_lock);
 }
 
+/* As ldprof_http_on_send for each buffer in turn, under one lock. */
 void ldprof_http_on_send_iov(int fd, const struct iovec *iov, size_t iovcnt, size_t n)
 {
-    for (size_t i = 0; i < iovcnt && n > 0; i++) {
+    struct http_fd *h = fd_state(fd);
+
+    if (h->tx_dead)
+        return;
+    if (!ldprof_spin_trylock(&h->tx_lock)) {
+        h->tx_dead = 1;
+        return;
+    }
+    for (size_t i = 0; i < iovcnt && n > 0 && !h->tx_dead; i++) {
         size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
-        if (len)
-            ldprof_http_on_send(fd, iov[i].iov_base, len);
+        if (len == 0)
+            continue;
+        if (ldprof_http_kinds[fd] == LDPROF_FD_SERVER)
+            tx_feed(h, iov[i].iov_base, len);
+        else if (ldprof_http_kinds[fd] == LDPROF_FD_CLIENT)
+            client_tx_feed(h, iov[i].iov_base, len);
         n -= len;
     }
+    ldprof_spin_unlock(&h->tx_lock);
 }
 
 void ldprof_http_on_send_opaque(int fd, size_t n)

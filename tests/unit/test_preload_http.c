@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "ldprof/wire.h"
 #include "preload/config.h"
@@ -799,6 +800,224 @@ Test(preload_http, fast_every_byte_in_every_place)
             fcheck(name, s, FANY, 0, 0);
         }
     }
+}
+
+/* Request and status lines: every method the fast path takes, near misses
+ * it must leave to the parser, and reason phrases it scans for the CR LF. */
+Test(preload_http, fast_request_and_status_lines)
+{
+    static const char *const reqs[] = {
+        "GET /g HTTP/1.1\r\n@T\r\n",
+        "PUT /u HTTP/1.1\r\n@TContent-Length: 1\r\n\r\nu",
+        "POST /p HTTP/1.1\r\n@TContent-Length: 2\r\n\r\npp",
+        "PATCH /a HTTP/1.1\r\n@T\r\n",
+        "DELETE /d HTTP/1.1\r\n@T\r\n",
+        "OPTIONS /o HTTP/1.1\r\n@T\r\n",
+        "HEAD /h HTTP/1.1\r\n@T\r\n",
+        "GETS /x HTTP/1.1\r\n@T\r\n",
+        "POSTS /x HTTP/1.1\r\n@T\r\n",
+        "PUTT /x HTTP/1.1\r\n@T\r\n",
+        "DELETES /x HTTP/1.1\r\n@T\r\n",
+        "OPTIONSS /x HTTP/1.1\r\n@T\r\n",
+        "PURGE /x HTTP/1.1\r\n@T\r\n",
+        "GET  /x HTTP/1.1\r\n@T\r\n",
+        "GET /x  HTTP/1.1\r\n@T\r\n",
+        "GET x HTTP/1.1\r\n@T\r\n",
+        "GET /x HTTP/1.0\r\n@T\r\n",
+        "GET /x HTTP/1.10\r\n@T\r\n",
+        "GET /x HTTP/1.1 \r\n@T\r\n",
+        "GET /x HTTP/1.1\n@T\r\n",
+        "GET /x HTTP/1.1\r@T\r\n",
+        "GET /x#y HTTP/1.1\r\n@T\r\n",
+        "GET /0123456789abcdef0123456789abcde HTTP/1.1\r\n@T\r\n", /* target of 32 bytes */
+        "GET / HTTP/1.1\r\n\r\n",                                  /* the shortest head */
+    };
+    static const char *const resps[] = {
+        "HTTP/1.1 200 \tOK\t\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 \r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 OK\rX\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 O\x80K\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 A reason phrase longer than sixteen bytes\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 599 X\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", /* the head alone (its body follows) */
+    };
+
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        const struct fstep s[] = {{'R', reqs[i]}, {'W', R200(0)}, {'R', GETT}, {'W', R200(1) "1"},
+                                  {0, NULL}};
+        char name[48];
+        snprintf(name, sizeof(name), "request line %zu", i);
+        fcheck(name, s, FANY, 0, 0);
+    }
+    for (size_t i = 0; i < sizeof(resps) / sizeof(resps[0]); i++) {
+        const struct fstep s[] = {{'R', GETT}, {'W', resps[i]}, {'W', "x"}, {'R', GETT},
+                                  {'W', R200(0)}, {0, NULL}};
+        char name[48];
+        snprintf(name, sizeof(name), "status line %zu", i);
+        fcheck(name, s, FANY, 0, 0);
+    }
+}
+
+/* ldprof_http_on_send_iov takes the tx lock once for all its buffers: the
+ * outcome must be that of ldprof_http_on_send on each buffer in turn. */
+Test(preload_http, send_iov_is_send_of_each_buffer)
+{
+    static const char *const cases[][4] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "hello", NULL},
+        {"HTTP/1.1 200 OK\r\nContent-", "Length: 5\r\n\r\nhe", "llo"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "5\r\nhello\r\n", "0\r\n\r\n"},
+        {R200(1) "x" R200(2), "yy", "garbage after the response"},    /* desync, then more */
+        {"not a response at all", R200(0), NULL},
+        {R200(0), "", R200(0)},                                       /* an empty buffer */
+    };
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct ldprof_http_stats a[2], b[2];
+        int nspans[2], tracked[2], flags[2][4];
+
+        for (int way = 0; way < 2; way++) {
+            struct iovec iov[3];
+            size_t k = 0, total = 0;
+            char req[1024];
+            size_t n = traced_req(req, sizeof(req), "GET", "/iov", "X-Trace-Info", "X-Trace-HMAC",
+                                  NULL);
+
+            tp_collect(spans, 32);
+            ldprof_http_stats(&a[way]);
+            ldprof_http_on_accept(FD);
+            ldprof_http_on_recv(FD, req, n);
+            ldprof_http_on_recv(FD, req, n);
+            for (; k < 3 && cases[c][k] != NULL; k++) {
+                iov[k].iov_base = (void *)cases[c][k];
+                iov[k].iov_len = strlen(cases[c][k]);
+                total += iov[k].iov_len;
+            }
+            if (way == 0) {
+                for (size_t i = 0; i < k; i++)
+                    if (iov[i].iov_len > 0)
+                        ldprof_http_on_send(FD, iov[i].iov_base, iov[i].iov_len);
+            } else {
+                ldprof_http_on_send_iov(FD, iov, k, total);
+            }
+            tracked[way] = ldprof_http_tracked(FD);
+            ldprof_http_on_close(FD);
+            nspans[way] = tp_collect(spans, 32);
+            for (int i = 0; i < 4; i++)
+                flags[way][i] = i < nspans[way] ? spans[i].flags : -1;
+            ldprof_http_stats(&b[way]);
+        }
+        cr_assert_eq(nspans[0], nspans[1], "case %zu", c);
+        cr_assert_eq(memcmp(flags[0], flags[1], sizeof(flags[0])), 0, "case %zu", c);
+        cr_assert_eq(tracked[0], tracked[1], "case %zu", c);
+        cr_assert_eq(b[0].requests - a[0].requests, b[1].requests - a[1].requests, "case %zu", c);
+        cr_assert_eq(b[0].responses - a[0].responses, b[1].responses - a[1].responses, "case %zu", c);
+        cr_assert_eq(b[0].desync - a[0].desync, b[1].desync - a[1].desync, "case %zu", c);
+        cr_assert_eq(b[0].abandoned - a[0].abandoned, b[1].abandoned - a[1].abandoned, "case %zu", c);
+    }
+}
+
+/* Requests and responses are counted per fd (no shared atomic per request):
+ * the counts of a reused fd number, and of an fd dropped from tracking
+ * without a close, are kept. */
+Test(preload_http, stats_survive_fd_reuse_and_dropped_fds)
+{
+    static const char req[] = "GET /s HTTP/1.1\r\nHost: h\r\n\r\n";
+    struct ldprof_http_stats a, b;
+
+    ldprof_http_stats(&a);
+    for (int i = 0; i < 2; i++) {
+        ldprof_http_on_accept(FD);
+        ldprof_http_on_recv(FD, req, sizeof(req) - 1);
+        ldprof_http_on_send(FD, RESP, sizeof(RESP) - 1);
+        ldprof_http_on_close(FD);
+    }
+    /* a response to no request (counted), then bytes that are not HTTP:
+     * the fd is forgotten without a close */
+    ldprof_http_on_accept(FD + 1);
+    ldprof_http_on_send(FD + 1, RESP, sizeof(RESP) - 1);
+    ldprof_http_on_recv(FD + 1, "\x16\x03\x01\x02\x00", 5);
+    cr_assert_not(ldprof_http_tracked(FD + 1));
+    ldprof_http_on_accept(FD + 1);
+    ldprof_http_on_recv(FD + 1, req, sizeof(req) - 1);
+    ldprof_http_on_send(FD + 1, RESP, sizeof(RESP) - 1);
+    ldprof_http_on_close(FD + 1);
+    ldprof_http_stats(&b);
+    cr_assert_eq(b.requests - a.requests, 3);
+    cr_assert_eq(b.responses - a.responses, 4);
+    cr_assert_eq(b.traced - a.traced, 0);
+    cr_assert_eq(b.desync - a.desync, 0);
+}
+
+/*
+ * The fast path must frame common heads itself, not merely agree with the
+ * parser (a fast path that declines too much is only slower, which the
+ * comparisons above cannot see): stats.parsed counts the buffers left to
+ * http_parser.  zaqard's own request and response (curl, libmicrohttpd:
+ * the response head in a buffer of its own), then lines of every length
+ * from 0 to 40 bytes of value, and names of 1 to 20 bytes, first, in the
+ * middle and last before the end of the buffer.
+ */
+Test(preload_http, fast_common_heads_skip_the_parser)
+{
+    static const char req[] =
+        "POST /v2/queues/bench/messages HTTP/1.1\r\nHost: 127.0.0.1:38195\r\n"
+        "User-Agent: curl/7.88.1\r\nAccept: */*\r\n"
+        "Client-ID: fe33228b-6480-46de-92cd-d1bf709fcaa8\r\n"
+        "X-Project-ID: bench1\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n"
+        "{\"messages\":[{\"ttl\":300,\"body\":1}]}";
+    static const char rhead[] = "HTTP/1.1 201 Created\r\nDate: Wed, 25 Nov 2026 07:04:19 GMT\r\n"
+                                "Content-Type: application/json; charset=UTF-8\r\n"
+                                "Content-Length: 76\r\n\r\n";
+    static const char rbody[] =
+        "{\"resources\":[\"/v2/queues/bench/messages/429731549a8b4dd482e89d8a6eee2037\"]}";
+    static const char val[] = "0123456789abcdef\t0123456789abcdef0123456";
+    static const char name[] = "abcdefghij-_.KLMNOPQ";
+    struct ldprof_http_stats a, b;
+    char rq[512], rs[512];
+    unsigned want = 0;
+
+    ldprof_http_stats(&a);
+    ldprof_http_on_accept(FD);
+    for (int i = 0; i < 3; i++) {
+        struct iovec iov[2] = {{(void *)rhead, sizeof(rhead) - 1},
+                               {(void *)rbody, sizeof(rbody) - 1}};
+        ldprof_http_on_recv(FD, req, sizeof(req) - 1);
+        ldprof_http_on_send_iov(FD, iov, 2, sizeof(rhead) + sizeof(rbody) - 2);
+        want++;
+    }
+    for (int k = 0; k <= 40; k++) {
+        for (int where = 0; where < 3; where++) {
+            const char *pre = where == 0 ? "" : "Host: h\r\n";
+            const char *post = where == 2 ? "" : "Accept: x\r\n";
+            int n = snprintf(rq, sizeof(rq), "GET /k HTTP/1.1\r\n%sX-V: %.*s\r\n%s\r\n", pre, k,
+                             val, post);
+            int m = snprintf(rs, sizeof(rs),
+                             "HTTP/1.1 200 OK\r\n%sContent-Length: 0\r\n%sX-V: %.*s\r\n%s\r\n", pre,
+                             post, k, val, where == 2 ? "" : "Date: d\r\n");
+            ldprof_http_on_recv(FD, rq, (size_t)n);
+            ldprof_http_on_send(FD, rs, (size_t)m);
+            want++;
+        }
+    }
+    for (int k = 1; k <= 20; k++) {
+        int n = snprintf(rq, sizeof(rq), "GET /n HTTP/1.1\r\n%.*s: 1\r\nHost: h\r\n\r\n", k, name);
+        int m = snprintf(rs, sizeof(rs), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n%.*s: 1\r\n\r\n",
+                         k, name);
+        ldprof_http_on_recv(FD, rq, (size_t)n);
+        ldprof_http_on_send(FD, rs, (size_t)m);
+        want++;
+    }
+    ldprof_http_on_recv(FD, "GET / HTTP/1.1\r\n\r\n", 18); /* the shortest head */
+    ldprof_http_on_send(FD, R200(0), sizeof(R200(0)) - 1);
+    want++;
+    cr_assert(ldprof_http_tracked(FD));
+    ldprof_http_on_close(FD);
+    ldprof_http_stats(&b);
+    cr_assert_eq(b.requests - a.requests, want);
+    cr_assert_eq(b.responses - a.responses, want);
+    cr_assert_eq(b.parsed - a.parsed, 0, "%lu buffers went to the parser",
+                 (unsigned long)(b.parsed - a.parsed));
 }
 
 /* Trace headers in every form the fast path takes or leaves to the parser. */
