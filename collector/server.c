@@ -157,6 +157,7 @@ struct srv {
     int sync_busy; /* a sync thread is running */
     pthread_t sync_th;
     int sync_rc, sync_err; /* its result, read after the join */
+    int replaying;         /* flushing the traces of a journal replay */
 };
 
 static uint64_t now_ms(void)
@@ -439,6 +440,27 @@ static int flush_trace(struct srv *s, struct coll_trace *t)
     int rewrite = 0, rc = -1;
     coll_buf_init(&old);
     coll_buf_init(&out);
+
+    /* The normal case, a trace written for the first time, is rendered
+     * and created without looking for its dump first: creating fails when
+     * a dump exists (a late span, a restart), and the trace then takes the
+     * way below (read, merge, rewrite), as do journal replays, where most
+     * dumps exist. */
+    if (!s->replaying && s->store.link_mode >= 0) {
+        struct coll_report_ctx ctx;
+        if (coll_trace_render(t, &out, &ctx) == 0) {
+            int c = coll_store_create_dump(&s->store, t->base_id, out.p, out.len);
+            if (c == 0) {
+                s->c.written++;
+                coll_log(COLL_LOG_DEBUG, "event=dump base_id=%s spans=%zu bytes=%zu rewrite=0",
+                         t->base_id, coll_trace_nspans(t), out.len);
+                rc = 0;
+                goto out;
+            }
+        }
+        coll_buf_free(&out); /* the other way renders again, and reports */
+        coll_buf_init(&out);
+    }
 
     int r = coll_store_read_dump(&s->store, t->base_id, &old);
     if (r == 0) {
@@ -1186,7 +1208,9 @@ static int replay_journal(struct srv *s)
     s->c.journal_bad_lines += (uint64_t)r.bad;
     size_t traces = s->ntraces;
     uint64_t w0 = s->c.written + s->c.rewritten;
+    s->replaying = 1;
     int failed = flush_traces(s, 1);
+    s->replaying = 0;
     /* Always rewrite/empty the journal once here: it may end in a torn line
      * (kill -9 mid-write) that the next append would otherwise extend.
      * Traces that failed to write stay in it. */

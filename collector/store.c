@@ -60,12 +60,13 @@ int coll_read_file(const char *path, struct coll_buf *out)
     return rc;
 }
 
-/* Atomic write of `name` relative to dirfd. */
+/* Atomic write of `name` relative to dirfd; `pid` names the temporary
+ * file. */
 static int write_atomic_at(int dirfd, const char *name, const char *data, size_t len,
-                           int do_fsync)
+                           int do_fsync, long pid)
 {
     char tmp[NAME_MAX + 64];
-    if (snprintf(tmp, sizeof tmp, ".%s.tmp.%ld", name, (long)getpid()) >= (int)sizeof tmp) {
+    if (snprintf(tmp, sizeof tmp, ".%s.tmp.%ld", name, pid) >= (int)sizeof tmp) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -109,7 +110,7 @@ int coll_write_file_atomic(const char *path, const char *data, size_t len, int d
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -1;
-    int rc = write_atomic_at(dfd, base, data, len, do_fsync);
+    int rc = write_atomic_at(dfd, base, data, len, do_fsync, (long)getpid());
     int e = errno;
     close(dfd);
     errno = e;
@@ -135,6 +136,7 @@ int coll_store_open(struct coll_store *s, const char *dir, char *err, size_t err
     memset(s, 0, sizeof *s);
     s->jfd = -1;
     s->sync_each = 1;
+    s->pid = (long)getpid();
     if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
         snprintf(err, errlen, "directory path too long");
         return -1;
@@ -331,7 +333,7 @@ int coll_store_journal_truncate(struct coll_store *s)
 int coll_store_journal_replace(struct coll_store *s, const char *data, size_t len)
 {
     coll_store_journal_sync(s);
-    if (write_atomic_at(s->dirfd, COLL_JOURNAL_NAME, data, len, 1) < 0)
+    if (write_atomic_at(s->dirfd, COLL_JOURNAL_NAME, data, len, 1, s->pid) < 0)
         return -1;
     if (fsync(s->dirfd) < 0)
         return -1;
@@ -358,7 +360,65 @@ int coll_store_write_dump(struct coll_store *s, const char *base_id, const char 
 {
     char name[128];
     snprintf(name, sizeof name, "%s.json", base_id);
-    return write_atomic_at(s->dirfd, name, data, len, s->sync_each || rewrite);
+    return write_atomic_at(s->dirfd, name, data, len, s->sync_each || rewrite, s->pid);
+}
+
+/* Link the unnamed file `fd` as `name` in the store's directory, the way
+ * link_mode says (0: find out).  0, or -1 with errno set. */
+static int link_tmpfile(struct coll_store *s, int fd, const char *name)
+{
+    if (s->link_mode <= 1) {
+        if (linkat(fd, "", s->dirfd, name, AT_EMPTY_PATH) == 0) {
+            s->link_mode = 1;
+            return 0;
+        }
+        /* Older kernels refuse it (ENOENT) without CAP_DAC_READ_SEARCH. */
+        if (errno != ENOENT || s->link_mode == 1)
+            return -1;
+    }
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (linkat(AT_FDCWD, proc, s->dirfd, name, AT_SYMLINK_FOLLOW) == 0) {
+        s->link_mode = 2;
+        return 0;
+    }
+    if (s->link_mode == 0 && errno != EEXIST) {
+        int e = errno;
+        if (e == ENOENT || e == EPERM || e == EACCES || e == EXDEV || e == ELOOP ||
+            e == ENOTDIR)
+            s->link_mode = -1; /* neither form works here */
+        errno = e;
+    }
+    return -1;
+}
+
+int coll_store_create_dump(struct coll_store *s, const char *base_id, const char *data,
+                           size_t len)
+{
+    char name[128];
+    if (s->link_mode < 0) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    snprintf(name, sizeof name, "%s.json", base_id);
+    int fd = openat(s->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        /* Kernels and file systems without O_TMPFILE. */
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+            s->link_mode = -1;
+        return -1;
+    }
+    int rc = -1;
+    if (write_all(fd, data, len) == 0 && (!s->sync_each || fsync(fd) == 0)) {
+        if (link_tmpfile(s, fd, name) == 0)
+            rc = 0;
+        else if (errno == EEXIST)
+            rc = 1;
+    }
+    int e = errno;
+    close(fd); /* unlinked, the file is freed */
+    errno = e;
+    return rc;
 }
 
 int coll_store_sync_dir(struct coll_store *s)

@@ -12,12 +12,15 @@
  * (one write(2) per datagram) before it is used for anything else, so a
  * crash of the collector process (kill -9) loses nothing it has read; the
  * journal is fdatasync()ed on the daemon's tick (power loss may cost the
- * last tick).  Dumps are written to a temporary file in the same directory
- * and renamed over the old one (atomic: readers see the old or the new
- * file, never a mix).  The journal drops spans (truncate/compact) only after
+ * last tick).  A trace's first dump is written to an unnamed file in the
+ * directory (O_TMPFILE) and then linked under its name, which fails if a
+ * dump exists (coll_store_create_dump); a dump that exists is rewritten to
+ * a temporary file in the same directory and renamed over the old one
+ * (atomic either way: readers see no file, the old or the new file, never
+ * a part of one).  The journal drops spans (truncate/compact) only after
  * coll_store_sync_dir(), so every span is always durable in one of the two:
  *   sync_each = 1 (default, --fsync each): every dump is fsync()ed before its
- *       rename and sync_dir is fsync(dir);
+ *       link or rename and sync_dir is fsync(dir);
  *   sync_each = 0 (--fsync batch): only rewrites of an existing dump are
  *       fsync()ed (their older spans are no longer in the journal); a first
  *       dump is not, and sync_dir is syncfs(), one call before the journal
@@ -43,6 +46,13 @@ struct coll_store {
     off_t jsize;   /* bytes in the journal */
     int jdirty;    /* written since the last fdatasync */
     int sync_each; /* 1: fsync every dump; 0: batch (see above) */
+    long pid;      /* ours, in temporary file names */
+    /* How coll_store_create_dump() links its unnamed file: 0 not tried yet,
+     * 1 linkat(fd, "", AT_EMPTY_PATH) (older kernels refuse it
+     * without CAP_DAC_READ_SEARCH), 2 linkat of /proc/self/fd/N, -1 not available here (no O_TMPFILE on this file
+     * system, or neither link works): the caller writes dumps the other
+     * way. */
+    int link_mode;
 };
 
 /* Open (creating the journal if needed) the store in the existing directory
@@ -109,6 +119,22 @@ int coll_store_read_dump(struct coll_store *s, const char *base_id, struct coll_
  * coll_store_sync_dir().  0 or -1. */
 int coll_store_write_dump(struct coll_store *s, const char *base_id, const char *data,
                           size_t len, int rewrite);
+
+/* Write the first dump of a trace, <dir>/<base_id>.json: an unnamed file
+ * in the directory (O_TMPFILE), written, fsync()ed when sync_each, then
+ * linked under its name - which never replaces a file: linkat fails with
+ * EEXIST when a dump exists.  No name appears before the whole file is
+ * there, and a crash mid-write leaves nothing behind.  Fewer directory
+ * operations than coll_store_read_dump() + coll_store_write_dump() (one
+ * name lookup and one entry added, against four lookups, two entries
+ * added and one removed).  The link is made durable by the next
+ * coll_store_sync_dir().  Returns 0 (written), 1 (a dump exists: nothing
+ * written; read, merge and coll_store_write_dump() it), or -1 (errno set)
+ * when this way is not available here (link_mode -1) or failed: nothing
+ * was written, and the caller writes the dump the other way, which
+ * reports its own errors. */
+int coll_store_create_dump(struct coll_store *s, const char *base_id, const char *data,
+                           size_t len);
 
 /* Make the dumps written so far durable: fsync(dir) when sync_each, else
  * syncfs().  0 or -1. */

@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,77 @@ Test(collector_store, dumps_are_written_atomically)
     cr_assert_str_eq(b.p, "22");
     coll_buf_free(&b);
     cr_assert_eq(entries(), 3);
+}
+
+static void expect_file(const char *name, const char *want, size_t wlen, struct stat *st)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    struct coll_buf b;
+    coll_buf_init(&b);
+    cr_assert_eq(coll_read_file(path, &b), 0, "%s: %s", path, strerror(errno));
+    cr_assert_eq(b.len, wlen, "%s: %zu bytes, want %zu", name, b.len, wlen);
+    cr_assert(memcmp(b.p, want, wlen) == 0, "%s: content differs", name);
+    coll_buf_free(&b);
+    cr_assert_eq(stat(path, st), 0);
+}
+
+/* coll_store_create_dump: the first dump of a trace, never replacing one
+ * that exists, with the bytes, mode and owner coll_store_write_dump()
+ * gives, and no file left behind; both ways of linking, both --fsync
+ * modes. */
+Test(collector_store, first_dumps_are_created_never_replaced)
+{
+    static char big[300000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    const char *ids[] = {"5ca1ab1e-0000-4000-8000-000000000001",
+                         "5ca1ab1e-0000-4000-8000-000000000002",
+                         "5ca1ab1e-0000-4000-8000-000000000003",
+                         "5ca1ab1e-0000-4000-8000-000000000004"};
+    size_t files = 1; /* the journal */
+    for (int round = 0; round < 4; round++) {
+        struct coll_store s;
+        char err[256], name[64], ref[64];
+        cr_assert_eq(coll_store_open(&s, tmpdir, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(s.link_mode, 0);
+        s.link_mode = round < 2 ? 0 : 2; /* find out / /proc/self/fd */
+        s.sync_each = round % 2;
+        const char *id = ids[round];
+        const char *data = round == 3 ? big : "{\"a\": 1}\n";
+        size_t len = round == 3 ? sizeof big : strlen(data);
+        int rc = coll_store_create_dump(&s, id, data, len);
+        cr_assert_eq(rc, 0, "round %d: %d %s", round, rc, strerror(errno));
+        cr_assert(s.link_mode == 1 || s.link_mode == 2, "link_mode %d", s.link_mode);
+        if (round >= 2)
+            cr_assert_eq(s.link_mode, 2);
+        files++;
+        snprintf(name, sizeof name, "%s.json", id);
+        struct stat st, st_ref;
+        expect_file(name, data, len, &st);
+        /* the same bytes written the other way: same mode and owner */
+        snprintf(ref, sizeof ref, "ref-%d", round);
+        cr_assert_eq(coll_store_write_dump(&s, ref, data, len, 0), 0);
+        files++;
+        snprintf(ref, sizeof ref, "ref-%d.json", round);
+        expect_file(ref, data, len, &st_ref);
+        cr_assert_eq(st.st_mode, st_ref.st_mode, "mode %o vs %o", st.st_mode, st_ref.st_mode);
+        cr_assert_eq(st.st_uid, st_ref.st_uid);
+        cr_assert_eq(st.st_gid, st_ref.st_gid);
+        cr_assert_eq(st.st_nlink, 1);
+        /* a dump exists: 1, and it is left as it was */
+        cr_assert_eq(coll_store_create_dump(&s, id, "[]\n", 3), 1);
+        expect_file(name, data, len, &st);
+        cr_assert_eq(coll_store_create_dump(&s, "ref-0", "[]\n", 3), 1);
+        cr_assert_eq(entries(), files, "no temporary file left (round %d)", round);
+        cr_assert_eq(coll_store_sync_dir(&s), 0);
+        /* not available here: nothing written, the caller goes the other way */
+        s.link_mode = -1;
+        cr_assert_eq(coll_store_create_dump(&s, "5ca1ab1e-0000-4000-8000-0000000000ff", "{}\n", 3),
+                     -1);
+        cr_assert_eq(entries(), files);
+        coll_store_close(&s);
+    }
 }
 
 Test(collector_store, open_fails_cleanly)
