@@ -18,6 +18,16 @@
 #      journal (its size is checked).
 #   b. dumps: TRACES_B traces with --idle-ms 100, --fsync each and batch:
 #      spans / time from the first send until every dump file exists.
+#      Each repetition writes into a directory of its own, all removed at
+#      the end: on an ext4 without a journal (this VM's) the kernel skips
+#      inodes freed in the last ~35 s when it allocates one, so creating
+#      files right after removing thousands costs several times more.
+#   e. one trace per request, as in the server benchmark: TRACES_E traces
+#      of 3 spans (wsgi, redis, db) at 5,000 traces/s, one datagram per
+#      10 ms, into a collector run as server.sh runs it (--fsync batch
+#      --idle-ms 200): its CPU time per trace, user and system
+#      (/proc/PID/stat, every thread), from the first send until every
+#      dump exists and the journal is trimmed.
 #      b2: instructions per span to render a dump (callgrind, 200 traces;
 #      skipped without valgrind or with BENCH_CALLGRIND=0).
 #   d. memory: VmHWM - VmRSS before sending, for the 10,000 open traces of
@@ -34,9 +44,9 @@ for f in "$COLL" "$BLAST"; do
     [ -x "$f" ] || { echo "collector.sh: $f missing (make bench builds it)"; exit 1; }
 done
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-    REPS_A=3 REPS_B=1 TRACES_B=500 REPS_C=1 TRACES_C=2000
+    REPS_A=3 REPS_B=1 TRACES_B=500 REPS_C=1 TRACES_C=2000 REPS_E=1 TRACES_E=2500
 else
-    REPS_A=7 REPS_B=3 TRACES_B=1000 REPS_C=3 TRACES_C=10000
+    REPS_A=7 REPS_B=3 TRACES_B=1000 REPS_C=3 TRACES_C=10000 REPS_E=3 TRACES_E=10000
 fi
 TRACES_A=10000
 PIN_C="" PIN_S=""
@@ -134,11 +144,12 @@ row "a. sender EAGAIN waits per run" "" "$WORK/a_eagain"
 for mode in each batch; do
     : >"$WORK/b_$mode" >"$WORK/b_cpu_$mode"
     for r in $(seq "$REPS_B"); do
-        start_coll "$WORK/b" --idle-ms 100 --fsync "$mode" || exit 1
-        out=$($PIN_S "$BLAST" --socket "$WORK/b/s.sock" --traces "$TRACES_B" --seed "$r" \
-            --collector-pid "$CP" --wait-dumps "$WORK/b/t") || { echo "collector.sh: sender failed"; exit 1; }
+        b="$WORK/b-$mode-$r" # a fresh directory: nothing removed before (see above)
+        start_coll "$b" --idle-ms 100 --fsync "$mode" || exit 1
+        out=$($PIN_S "$BLAST" --socket "$b/s.sock" --traces "$TRACES_B" --seed "$r" \
+            --collector-pid "$CP" --wait-dumps "$b/t") || { echo "collector.sh: sender failed"; exit 1; }
         stop_coll
-        n=$(find "$WORK/b/t" -maxdepth 1 -name '*-*.json' | wc -l)
+        n=$(find "$b/t" -maxdepth 1 -name '*-*.json' | wc -l)
         if [ "$n" != "$TRACES_B" ]; then
             echo "collector.sh: $n dumps written, want $TRACES_B"
             exit 1
@@ -150,6 +161,32 @@ for mode in each batch; do
     row "b. to dumps, --fsync $mode, spans/s wall ($TRACES_B traces)" "/s" "$WORK/b_$mode"
     row "b. to dumps, --fsync $mode, spans/s per core" "/s" "$WORK/b_cpu_$mode"
 done
+
+# ---- e: one trace per request, paced as zaqard sends them
+: >"$WORK/e_user" >"$WORK/e_sys"
+tck=$(getconf CLK_TCK)
+for r in $(seq "$REPS_E"); do
+    e="$WORK/e-$r"
+    start_coll "$e" --idle-ms 200 --fsync batch || exit 1
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$CP/stat")
+    out=$($PIN_S "$BLAST" --socket "$e/s.sock" --traces "$TRACES_E" --seed "$r" --spans 3 \
+        --rate 5000 --wait-dumps "$e/t") || { echo "collector.sh: sender failed"; exit 1; }
+    for _ in $(seq 100); do # the journal trim (syncfs on a thread of its own)
+        [ "$(stat -c %s "$e/t/journal.jsonl")" = 0 ] && break
+        sleep 0.1
+    done
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$CP/stat")
+    stop_coll
+    n=$(find "$e/t" -maxdepth 1 -name '*-*.json' | wc -l)
+    if [ "$n" != "$TRACES_E" ]; then
+        echo "collector.sh: $n dumps written, want $TRACES_E"
+        exit 1
+    fi
+    awk -v u=$((u1 - u0)) -v t="$tck" -v n="$TRACES_E" 'BEGIN{print u/t*1e6/n}' >>"$WORK/e_user"
+    awk -v u=$((s1 - s0)) -v t="$tck" -v n="$TRACES_E" 'BEGIN{print u/t*1e6/n}' >>"$WORK/e_sys"
+done
+row "e. 1 trace/request, 5,000/s: CPU per trace, user" "us" "$WORK/e_user"
+row "e. 1 trace/request, 5,000/s: CPU per trace, system" "us" "$WORK/e_sys"
 
 # ---- b2: instructions per span for a dump (callgrind: stable on a noisy VM):
 # 200 traces (1,496 spans) through a collector under callgrind, --fsync

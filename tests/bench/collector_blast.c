@@ -15,10 +15,18 @@
  * with the info fields the preload's hooks record.
  *
  *   collector_blast --socket PATH --traces N [--seed S] [--pid P] [--t0 NS]
+ *                   [--spans K] [--rate R]
  *                   [--collector-pid PID] [--wait-dumps DIR]
  *
  * --seed, --pid and --t0 (the first span's CLOCK_REALTIME ns; default a
  * minute ago) make the datagrams reproducible, to compare two collectors.
+ *
+ * --spans K (1..10): every trace has K spans (the wsgi root and K-1
+ *   children) instead of 5 to 10: 1 and 3 are the server benchmark's
+ *   traced requests with drivers off and on.
+ * --rate R: send R traces a second instead of as fast as the collector
+ *   reads, as zaqard's flusher would: one datagram per 10 ms holding that
+ *   slice's traces (R/100 of them, at least one), sent on schedule.
  *
  * --collector-pid: after the last send, wait until the collector has read
  *   every datagram (SIOCOUTQ of our socket drops to 0: a unix datagram
@@ -218,6 +226,8 @@ static void new_id(uint8_t id[16])
 
 /* One zaqard-like request: children in the order they end, then the root
  * (what the preload's per-thread buffer holds).  Returns the span count. */
+static int fixed_spans; /* --spans; 0: 5 to 10 */
+
 static int build_trace(size_t n, uint64_t t0)
 {
     static const char *const redis_cmds[][4] = {
@@ -232,7 +242,7 @@ static int build_trace(size_t n, uint64_t t0)
     uint8_t base[16], root[16], id[16];
     char key[96], qs[64], path[96];
     uint32_t tid = 4000 + (uint32_t)(n % 8);
-    int nchild = 4 + (int)(n % 6); /* 4..9 children: 5..10 spans */
+    int nchild = fixed_spans ? fixed_spans - 1 : 4 + (int)(n % 6); /* 4..9: 5..10 spans */
     new_id(base);
     new_id(root);
     uint64_t t = t0 + 20000;
@@ -350,14 +360,14 @@ static size_t count_dumps(const char *dir)
 
 static void nap_us(long us)
 {
-    struct timespec ts = {0, us * 1000};
+    struct timespec ts = {us / 1000000, us % 1000000 * 1000};
     nanosleep(&ts, NULL);
 }
 
 int main(int argc, char **argv)
 {
     const char *sock = NULL, *dumps = NULL;
-    long ntraces = 0, cpid = 0;
+    long ntraces = 0, cpid = 0, rate = 0;
     uint64_t t0 = 0;
     uint32_t pid = (uint32_t)getpid();
     for (int i = 1; i < argc; i++) {
@@ -380,15 +390,21 @@ int main(int argc, char **argv)
             cpid = atol(v);
         else if (strcmp(a, "--wait-dumps") == 0)
             dumps = v;
+        else if (strcmp(a, "--spans") == 0)
+            fixed_spans = atoi(v);
+        else if (strcmp(a, "--rate") == 0)
+            rate = atol(v);
         else {
             fprintf(stderr, "collector_blast: unknown option %s\n", a);
             return 2;
         }
         i++;
     }
-    if (!sock || ntraces < 1 || ntraces > MAX_TRACES) {
+    if (!sock || ntraces < 1 || ntraces > MAX_TRACES || fixed_spans < 0 || fixed_spans > 10 ||
+        rate < 0) {
         fprintf(stderr, "usage: collector_blast --socket PATH --traces N(1..%d) [--seed S] "
-                        "[--pid P] [--t0 NS] [--collector-pid PID] [--wait-dumps DIR]\n",
+                        "[--pid P] [--t0 NS] [--spans 1..10] [--rate TRACES_PER_S] "
+                        "[--collector-pid PID] [--wait-dumps DIR]\n",
                 MAX_TRACES);
         return 2;
     }
@@ -402,9 +418,14 @@ int main(int argc, char **argv)
         t0 = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec - 60000000000ull;
     uint64_t spans = 0, bytes = 0;
     dgram_init(pid);
-    for (long n = 0; n < ntraces; n++)
+    long per = rate ? (rate >= 200 ? rate / 100 : 1) : 0; /* traces per paced datagram */
+    for (long n = 0; n < ntraces; n++) {
         spans += (uint64_t)build_trace((size_t)n, t0 + (uint64_t)n * 100000);
+        if (per && (n + 1) % per == 0)
+            dgram_close();
+    }
     dgram_close();
+    double gap = rate ? (double)per / (double)rate : 0; /* seconds between datagrams */
     for (size_t i = 0; i < ndgrams; i++)
         bytes += dgrams[i].len;
 
@@ -419,6 +440,11 @@ int main(int argc, char **argv)
     uint64_t eagain = 0, cpu0 = cpid ? proc_cpu_ns(cpid) : 0;
     double start = now_s();
     for (size_t i = 0; i < ndgrams; i++) {
+        if (gap > 0) {
+            double late = start + (double)i * gap - now_s();
+            if (late > 0)
+                nap_us((long)(late * 1e6));
+        }
         for (;;) {
             ssize_t r = send(fd, dgrams[i].p, dgrams[i].len, MSG_NOSIGNAL);
             if (r >= 0)
