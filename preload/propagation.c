@@ -604,14 +604,14 @@ X86_TARGET static struct shani_state hmac_x86_memo(const struct ldprof_hmac_key 
 }
 
 /*
- * Keys @first.. @first + @ns - 1 of @kr against the MAC @want0/@want1:
- * the index of the first that matches, or -1.  The memo is not read (a
- * group's keys differ from the memo's, usually); it gets the matching
- * key's state.
+ * The keys @idx[0..NS-1] of @kr (ascending key order) against the MAC
+ * @want0/@want1: the index of the first that matches, or -1.  The memo is
+ * not read (a group's keys differ from the memo's, usually); it gets the
+ * matching key's state.
  */
 #define HMAC_X86_GROUP(NS)                                                                    \
     X86_TARGET __attribute__((noinline)) static int hmac_x86_group##NS(                      \
-        const struct ldprof_keyring *kr, int first, const uint8_t *msg, size_t len,         \
+        const struct ldprof_keyring *kr, const uint8_t *idx, const uint8_t *msg, size_t len, \
         __m128i want0, __m128i want1)                                                       \
     {                                                                                        \
         const struct ldprof_hmac_key *k[NS];                                                \
@@ -619,15 +619,15 @@ X86_TARGET static struct shani_state hmac_x86_memo(const struct ldprof_hmac_key 
         uint32_t st[5];                                                                      \
                                                                                              \
         for (int s = 0; s < NS; s++)                                                         \
-            k[s] = &kr->keys[first + s];                                                     \
-        hmac_x86_n(NS, k, msg, len, NULL, out, after0, NULL);                                    \
+            k[s] = &kr->keys[idx[s]];                                                        \
+        hmac_x86_n(NS, k, msg, len, NULL, out, after0, NULL);                                \
         for (int s = 0; s < NS; s++) {                                                       \
             if (shani_mac_equal(out[s], want0, want1)) {                                     \
                 if (len >= 128) {                                                            \
                     shani_state_store(after0[s], st);                                        \
                     memo_store(&tls_memo, k[s], msg, st);                                    \
                 }                                                                            \
-                return first + s;                                                            \
+                return idx[s];                                                               \
             }                                                                                \
         }                                                                                    \
         return -1;                                                                           \
@@ -639,31 +639,45 @@ HMAC_X86_GROUP(4)
 #undef HMAC_X86_GROUP
 
 /*
- * Verify's key search on x86: the first key alone (the current key, in a
- * key rotation, and the memo's usual key), then the others four at a
- * time.  Same answer as trying them one by one in order.
+ * Verify's key search on x86: key @first alone (the thread's hint, see
+ * verify_hint_get(): the key that matched last, usually the one most
+ * requests are signed with; key 0 without a hint), then the others in
+ * key order, four at a time.  Returns the first of the others that
+ * matches in key order, or @first when it matched (the caller maps that
+ * to the first key with the same states: verify_first_same()), or -1.
  */
-X86_TARGET static int verify_keys_x86(const struct ldprof_keyring *kr, const uint8_t *msg,
-                                      size_t len, const uint8_t want[20], struct verify_pre *pre)
+X86_TARGET static int verify_keys_x86(const struct ldprof_keyring *kr, int first,
+                                      const uint8_t *msg, size_t len, const uint8_t want[20],
+                                      struct verify_pre *pre)
 {
+    static const uint8_t in_order[LDPROF_MAX_KEYS] = {0, 1, 2, 3, 4, 5, 6, 7};
+    _Static_assert(LDPROF_MAX_KEYS == 8, "in_order lists every key");
     uint32_t last;
+    uint8_t others[LDPROF_MAX_KEYS];
+    const uint8_t *rest = in_order + 1;
+    int nrest = kr->nkeys - 1;
     __m128i want0 = _mm_loadu_si128((const __m128i *)want), want1;
 
     memcpy(&last, want + 16, 4);
     want1 = _mm_cvtsi32_si128((int)last);
-    if (shani_mac_equal(hmac_x86_memo(&kr->keys[0], msg, len, pre), want0, want1))
-        return 0;
-    for (int i = 1; i < kr->nkeys;) {
-        int left = kr->nkeys - i, idx;
+    if (shani_mac_equal(hmac_x86_memo(&kr->keys[first], msg, len, pre), want0, want1))
+        return first;
+    if (first > 0) { /* the keys before and after @first */
+        memcpy(others, in_order, LDPROF_MAX_KEYS);
+        memmove(others + first, others + first + 1, (size_t)(LDPROF_MAX_KEYS - 1 - first));
+        rest = others;
+    }
+    for (int i = 0; i < nrest;) {
+        int left = nrest - i, idx;
 
         if (left >= 4)
-            idx = hmac_x86_group4(kr, i, msg, len, want0, want1), i += 4;
+            idx = hmac_x86_group4(kr, rest + i, msg, len, want0, want1), i += 4;
         else if (left == 3)
-            idx = hmac_x86_group3(kr, i, msg, len, want0, want1), i += 3;
+            idx = hmac_x86_group3(kr, rest + i, msg, len, want0, want1), i += 3;
         else if (left == 2)
-            idx = hmac_x86_group2(kr, i, msg, len, want0, want1), i += 2;
+            idx = hmac_x86_group2(kr, rest + i, msg, len, want0, want1), i += 2;
         else
-            idx = hmac_x86_group1(kr, i, msg, len, want0, want1), i += 1;
+            idx = hmac_x86_group1(kr, rest + i, msg, len, want0, want1), i += 1;
         if (idx >= 0)
             return idx;
     }
@@ -924,49 +938,70 @@ static const char b64url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 #if LDPROF_X86
+/* 12 bytes (lanes 0..11 of @v, as loaded) -> their 16 URL-safe base64
+ * characters (W. Muła and D. Lemire's SSSE3 method, with the URL-safe
+ * alphabet). */
+X86_TARGET static inline __m128i b64url_step_x86(__m128i v)
+{
+    /* bytes s0 s1 s2 -> 32-bit lane s1 s0 s2 s1, then cut 4 x 6 bits */
+    v = _mm_shuffle_epi8(v, _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1));
+    __m128i t0 = _mm_mulhi_epu16(_mm_and_si128(v, _mm_set1_epi32(0x0fc0fc00)),
+                                 _mm_set1_epi32(0x04000040));
+    __m128i t1 = _mm_mullo_epi16(_mm_and_si128(v, _mm_set1_epi32(0x003f03f0)),
+                                 _mm_set1_epi32(0x01000010));
+    __m128i idx = _mm_or_si128(t0, t1);
+    /* index -> class 13 (A-Z), 0 (a-z), 1..10 (0-9), 11 ('-'), 12 ('_') */
+    __m128i cls = _mm_subs_epu8(idx, _mm_set1_epi8(51));
+    __m128i less = _mm_cmpgt_epi8(_mm_set1_epi8(26), idx);
+    cls = _mm_or_si128(cls, _mm_and_si128(less, _mm_set1_epi8(13)));
+    const __m128i shift = _mm_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
+                                        '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
+                                        '0' - 52, '-' - 62, '_' - 63, 'A', 0, 0);
+    return _mm_add_epi8(_mm_shuffle_epi8(shift, cls), idx);
+}
+
 /*
- * URL-safe base64 of whole 3-byte groups, 12 input bytes per step (W. Muła
- * and D. Lemire's SSSE3 method, with the URL-safe alphabet).  Each step
- * loads 16 bytes, so it stops while 16 remain.  Returns the characters
- * written; *used gets the bytes consumed (a multiple of 3).
+ * URL-safe base64 with padding, 12 input bytes per step.  The steps load
+ * 16 bytes: @in must have 16 readable zero bytes after its @n, so that
+ * the last step, over the 1..12 bytes left, encodes the missing bytes of
+ * a partial group as zeros (what base64 asks for), and only its whole
+ * characters are stored.  Returns the characters written, 4 * ceil(@n/3).
  */
-X86_TARGET static size_t b64url_encode_x86(const uint8_t *in, size_t n, char *out, size_t *used)
+X86_TARGET static size_t b64url_encode_x86(const uint8_t *in, size_t n, char *out)
 {
     size_t i = 0, o = 0;
 
-    for (; i + 16 <= n; i += 12, o += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(in + i));
-
-        /* bytes s0 s1 s2 -> 32-bit lane s1 s0 s2 s1, then cut 4 x 6 bits */
-        v = _mm_shuffle_epi8(v, _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1));
-        __m128i t0 = _mm_mulhi_epu16(_mm_and_si128(v, _mm_set1_epi32(0x0fc0fc00)),
-                                     _mm_set1_epi32(0x04000040));
-        __m128i t1 = _mm_mullo_epi16(_mm_and_si128(v, _mm_set1_epi32(0x003f03f0)),
-                                     _mm_set1_epi32(0x01000010));
-        __m128i idx = _mm_or_si128(t0, t1);
-        /* index -> class 13 (A-Z), 0 (a-z), 1..10 (0-9), 11 ('-'), 12 ('_') */
-        __m128i cls = _mm_subs_epu8(idx, _mm_set1_epi8(51));
-        __m128i less = _mm_cmpgt_epi8(_mm_set1_epi8(26), idx);
-        cls = _mm_or_si128(cls, _mm_and_si128(less, _mm_set1_epi8(13)));
-        const __m128i shift = _mm_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
-                                            '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
-                                            '0' - 52, '-' - 62, '_' - 63, 'A', 0, 0);
+    for (; i + 12 <= n; i += 12, o += 16)
         _mm_storeu_si128((__m128i *)(out + o),
-                         _mm_add_epi8(_mm_shuffle_epi8(shift, cls), idx));
+                         b64url_step_x86(_mm_loadu_si128((const __m128i *)(in + i))));
+    if (i < n) {
+        uint8_t chars[16] __attribute__((aligned(16)));
+        size_t c = (n - i + 2) / 3 * 4; /* 4, 8, 12 or 16 */
+
+        _mm_store_si128((__m128i *)chars,
+                        b64url_step_x86(_mm_loadu_si128((const __m128i *)(in + i))));
+        for (size_t k = 0; k < c; k += 4)
+            memcpy(out + o + k, chars + k, 4);
+        o += c;
+        if ((n - i) % 3 != 0) {
+            out[o - 1] = '=';
+            if ((n - i) % 3 == 1)
+                out[o - 2] = '=';
+        }
     }
-    *used = i;
     return o;
 }
 #endif
 
-/* URL-safe base64 with '=' padding (base64.urlsafe_b64encode). */
+/* URL-safe base64 with '=' padding (base64.urlsafe_b64encode).  @in must
+ * have 16 readable zero bytes after its @n (b64url_encode_x86). */
 static size_t b64url_encode(const uint8_t *in, size_t n, char *out)
 {
     size_t o = 0, i = 0;
 
 #if LDPROF_X86
     if (impl_get() == LDPROF_IMPL_X86)
-        o = b64url_encode_x86(in, n, out, &i);
+        return b64url_encode_x86(in, n, out);
 #endif
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
@@ -1012,15 +1047,11 @@ static const uint8_t b64_value[256] = {
 
 #if LDPROF_X86
 /*
- * Decode 16 characters per step while every one of them is in one of the
- * two alphabets (no '=', nothing to skip): each step is then exactly four
- * complete quads, so the scalar decoder can take over at any step with the
- * same state.  Returns the bytes written; *used gets the characters used.
+ * 16 characters @c -> their 12 bytes in lanes 0..11 of *@v; 0 when one of
+ * them is in neither alphabet (then *@v is not set).
  */
-X86_TARGET static size_t b64_decode_x86(const uint8_t *in, size_t n, uint8_t *out, size_t *used)
+X86_TARGET static inline int b64_step_x86(__m128i c, __m128i *v)
 {
-    size_t i = 0, o = 0;
-
     /* Membership by nibbles: bit h-2 of hi_class[h] for high nibble h in
      * 2..7, and lo_ok[l] has the bits of the high nibbles with which l
      * makes an alphabet character: 2: + - /  3: 0-9  4: A-O  5: P-Z _
@@ -1036,26 +1067,71 @@ X86_TARGET static size_t b64_decode_x86(const uint8_t *in, size_t n, uint8_t *ou
     const __m128i off_lo2 = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 62 - '+', 0, 62 - '-', 0,
                                           63 - '/');
     const __m128i low4 = _mm_set1_epi8(0x0f);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(c, 4), low4), lo = _mm_and_si128(c, low4);
+    __m128i ok = _mm_and_si128(_mm_shuffle_epi8(lo_ok, lo), _mm_shuffle_epi8(hi_class, hi));
+
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(ok, _mm_setzero_si128())) != 0)
+        return 0;
+    __m128i off = _mm_blendv_epi8(_mm_shuffle_epi8(off_hi, hi), _mm_shuffle_epi8(off_lo2, lo),
+                                  _mm_cmpeq_epi8(hi, _mm_set1_epi8(2)));
+    off = _mm_blendv_epi8(off, _mm_set1_epi8(63 - '_'), _mm_cmpeq_epi8(c, _mm_set1_epi8('_')));
+    __m128i x = _mm_add_epi8(c, off);
+    /* 4 x 6 bits -> 24 bits per 32-bit lane, then the 3 bytes of each lane */
+    x = _mm_maddubs_epi16(x, _mm_set1_epi32(0x01400140));
+    x = _mm_madd_epi16(x, _mm_set1_epi32(0x00011000));
+    *v = _mm_shuffle_epi8(x, _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1,
+                                           -1));
+    return 1;
+}
+
+/* Store the 12 bytes of a step. */
+X86_TARGET static inline void b64_store12_x86(uint8_t *out, __m128i v)
+{
+    uint32_t tail = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(v, 8));
+
+    _mm_storel_epi64((__m128i *)out, v);
+    memcpy(out + 8, &tail, 4);
+}
+
+/*
+ * Decode 16 characters per step while every one of them is in one of the
+ * two alphabets (no '=', nothing to skip): each step is then exactly four
+ * complete quads, so the scalar decoder can take over at any step with the
+ * same state.  Returns the bytes written; *used gets the characters used.
+ *
+ * The end, when fewer than 16 characters are left after whole steps and
+ * the text is whole quads (@n a multiple of 4, at least 16): its last 16
+ * characters are decoded as one more step (overlapping characters already
+ * decoded, which give the same bytes again) when they are all alphabet
+ * characters, or all but a final '=' after an alphabet character.  The
+ * scalar decoder would decode the same quads and, for "xyz=", stop at
+ * that complete padding with 2 bytes of the last quad (the '=' counts as
+ * a zero digit here, and only the third byte depends on it).  Either way
+ * all @n characters are used, and the scalar decoder, left with none,
+ * finds the state complete.
+ */
+X86_TARGET static size_t b64_decode_x86(const uint8_t *in, size_t n, uint8_t *out, size_t *used)
+{
+    size_t i = 0, o = 0;
+    __m128i v;
 
     for (; i + 16 <= n; i += 16, o += 12) {
-        __m128i c = _mm_loadu_si128((const __m128i *)(in + i));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(c, 4), low4), lo = _mm_and_si128(c, low4);
-        __m128i ok = _mm_and_si128(_mm_shuffle_epi8(lo_ok, lo), _mm_shuffle_epi8(hi_class, hi));
-
-        if (_mm_movemask_epi8(_mm_cmpeq_epi8(ok, _mm_setzero_si128())) != 0)
+        if (!b64_step_x86(_mm_loadu_si128((const __m128i *)(in + i)), &v))
             break;
-        __m128i off = _mm_blendv_epi8(_mm_shuffle_epi8(off_hi, hi), _mm_shuffle_epi8(off_lo2, lo),
-                                      _mm_cmpeq_epi8(hi, _mm_set1_epi8(2)));
-        off = _mm_blendv_epi8(off, _mm_set1_epi8(63 - '_'), _mm_cmpeq_epi8(c, _mm_set1_epi8('_')));
-        __m128i v = _mm_add_epi8(c, off);
-        /* 4 x 6 bits -> 24 bits per 32-bit lane, then the 3 bytes of each lane */
-        v = _mm_maddubs_epi16(v, _mm_set1_epi32(0x01400140));
-        v = _mm_madd_epi16(v, _mm_set1_epi32(0x00011000));
-        v = _mm_shuffle_epi8(v, _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1,
-                                              -1));
-        _mm_storel_epi64((__m128i *)(out + o), v);
-        uint32_t tail = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(v, 8));
-        memcpy(out + o + 8, &tail, 4);
+        b64_store12_x86(out + o, v);
+    }
+    if (i < n && i + 16 > n && n >= 16 && n % 4 == 0) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(in + n - 16));
+        int pad = in[n - 1] == '=' && in[n - 2] != '=';
+
+        if (pad) /* '=' -> 'A' (digit 0) in the last lane */
+            c = _mm_insert_epi8(c, 'A', 15);
+        if (b64_step_x86(c, &v)) {
+            o = (n - 16) / 4 * 3;
+            b64_store12_x86(out + o, v);
+            o += pad ? 11 : 12;
+            i = n;
+        }
     }
     *used = i;
     return o;
@@ -1198,6 +1274,34 @@ static int utf8_valid(const uint8_t *p, size_t n)
         i += k + 1;
     }
     return 1;
+}
+
+#if LDPROF_X86
+/* all_ascii() 16 bytes at a time; a last partial block as the 16 bytes
+ * that end the text (they overlap bytes already seen). */
+X86_TARGET static int all_ascii_x86(const uint8_t *p, size_t n)
+{
+    __m128i acc = _mm_setzero_si128();
+    size_t i = 0;
+
+    if (n < 16)
+        return all_ascii(p, n);
+    for (; i + 16 <= n; i += 16)
+        acc = _mm_or_si128(acc, _mm_loadu_si128((const __m128i *)(p + i)));
+    if (i < n)
+        acc = _mm_or_si128(acc, _mm_loadu_si128((const __m128i *)(p + n - 16)));
+    return _mm_movemask_epi8(acc) == 0;
+}
+#endif
+
+static inline int info_ascii(enum ldprof_impl impl, const uint8_t *p, size_t n)
+{
+#if LDPROF_X86
+    if (impl == LDPROF_IMPL_X86)
+        return all_ascii_x86(p, n);
+#endif
+    (void)impl;
+    return all_ascii(p, n);
 }
 
 struct json_cur {
@@ -1733,9 +1837,12 @@ static int verify_cache_find(const struct ldprof_keyring *kr, enum ldprof_impl i
     for (int i = 0; i < VERIFY_CACHE_WAYS; i++) {
         const struct verify_cache_entry *e = &c->e[i];
 
-        if (e->generation == kr->generation && e->generation != 0 && e->nkeys == kr->nkeys &&
-            e->impl == (int)impl && e->info_len == info_len &&
-            memcmp(e->info, info, info_len) == 0 && mac_equal(e->mac, mac)) {
+        /* the MAC first: it filters out the other pairs in a few
+         * instructions, where the info text's first 18 characters are
+         * the same in every header */
+        if (mac_equal(e->mac, mac) && e->generation == kr->generation && e->generation != 0 &&
+            e->nkeys == kr->nkeys && e->impl == (int)impl && e->info_len == info_len &&
+            memcmp(e->info, info, info_len) == 0) {
             *out = e->ids;
             return 1;
         }
@@ -1762,6 +1869,79 @@ static void verify_cache_add(const struct ldprof_keyring *kr, enum ldprof_impl i
     memcpy(e->info, info, info_len);
 }
 
+/*
+ * Per-thread key hint: the key that matched last on this thread, tried
+ * first (alone) by the next verify with the same keyring.  In a key
+ * rotation nearly every request is signed with one key (the new one, or
+ * still the old one), whatever its place in the list, so a thread's
+ * verify then runs one key's HMAC instead of the leading keys' too.
+ *
+ * The answer stays the one of trying the keys in order:
+ *  - the hint is used only for the keyring generation it was learned from
+ *    and only when it is below that keyring's key count;
+ *  - when the hinted key does not match, the others are tried in key
+ *    order, so the first match among them is the first in order;
+ *  - when it matches, an earlier key could match too only if it has the
+ *    same HMAC states (the same key, listed twice, or an equivalent key
+ *    text: RFC 2104 pads short keys with zeros and hashes long ones), and
+ *    verify_first_same() then reports that earlier key, as the search in
+ *    order would.  An earlier key with other states giving the same
+ *    160-bit MAC for the header would be an HMAC-SHA1 collision between
+ *    the two keys: only someone holding both could look for one, and
+ *    whoever holds both can sign with either anyway.
+ * Initial-exec TLS, like the memo.
+ */
+struct verify_hint {
+    uint64_t generation; /* kr->generation the key index is of; 0: none */
+    int key;
+};
+
+static __thread struct verify_hint tls_hint __attribute__((tls_model("initial-exec")));
+
+/* The key to try first: the hint when it is of @kr, else key 0. */
+static inline int verify_hint_get(const struct ldprof_keyring *kr)
+{
+    const struct verify_hint *h = &tls_hint;
+
+    if (h->generation == kr->generation && h->generation != 0 && h->key > 0 &&
+        h->key < kr->nkeys)
+        return h->key;
+    return 0;
+}
+
+static inline void verify_hint_set(const struct ldprof_keyring *kr, int key)
+{
+    tls_hint.generation = kr->generation;
+    tls_hint.key = key;
+}
+
+void ldprof_trace_hint_forget(void)
+{
+    tls_hint.generation = 0;
+    tls_hint.key = 0;
+}
+
+/* The first key of @kr with the same HMAC states as key @idx (@idx when
+ * there is none): the key the search in order reports for a MAC that key
+ * @idx produced.  Constant time in the states' contents. */
+static int verify_first_same(const struct ldprof_keyring *kr, int idx)
+{
+    const struct ldprof_hmac_key *k = &kr->keys[idx];
+    int first = idx;
+
+    for (int j = idx - 1; j >= 0; j--) {
+        const struct ldprof_hmac_key *o = &kr->keys[j];
+        uint32_t d = 0;
+
+        for (int w = 0; w < 5; w++)
+            d |= (o->inner[w] ^ k->inner[w]) | (o->outer[w] ^ k->outer[w]);
+        /* all-ones when d == 0, without a branch on the states */
+        uint32_t same = (uint32_t)(((uint64_t)d - 1) >> 32);
+        first = (int)((same & (uint32_t)j) | (~same & (uint32_t)first));
+    }
+    return first;
+}
+
 int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_t info_len,
                         const char *hmac, size_t hmac_len, struct ldprof_trace_ids *out)
 {
@@ -1773,7 +1953,7 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     struct json_member base, parent;
     struct verify_pre pre;
     enum ldprof_trace_verdict v;
-    int idx = -1;
+    int idx = -1, first;
     long n;
 
     if (!out)
@@ -1799,11 +1979,14 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
         return reject(out, LDPROF_TRACE_TOO_LONG);
     /* Python refuses a non-ASCII value in urlsafe_b64decode (and computes
      * the HMAC over its UTF-8 re-encoding): never accepted either way. */
-    if (!all_ascii(in, info_len))
+    if (!info_ascii(impl, in, info_len))
         return reject(out, LDPROF_TRACE_BAD_BASE64);
 
-    if (verify_cache_find(kr, impl, in, info_len, want, out))
+    if (verify_cache_find(kr, impl, in, info_len, want, out)) {
+        verify_hint_set(kr, out->key_index);
         return out->key_index;
+    }
+    first = verify_hint_get(kr);
     pre.impl = impl;
     pre.in = in;
     pre.len = info_len;
@@ -1811,11 +1994,14 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     pre.done = 0;
 #if LDPROF_X86
     if (impl == LDPROF_IMPL_X86) {
-        idx = verify_keys_x86(kr, in, info_len, want, &pre);
+        idx = verify_keys_x86(kr, first, in, info_len, want, &pre);
     } else
 #endif
     {
-        for (int i = 0; i < kr->nkeys; i++) {
+        /* @first, then the others in key order (as verify_keys_x86) */
+        for (int t = 0; t < kr->nkeys; t++) {
+            int i = t == 0 ? first : t <= first ? t - 1 : t;
+
             hmac_run(impl, &kr->keys[i], in, info_len, mac);
             if (mac_equal(mac, want)) {
                 idx = i;
@@ -1825,6 +2011,9 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     }
     if (idx < 0)
         return reject(out, LDPROF_TRACE_BAD_HMAC);
+    if (idx == first && first > 0)
+        idx = verify_first_same(kr, idx);
+    verify_hint_set(kr, idx);
     out->key_index = idx;
 
     /* The first matching key decides: from here on, no other key is tried. */
@@ -1866,7 +2055,8 @@ int ldprof_trace_sign(const struct ldprof_keyring *kr, int key_index, const uint
 {
     /* json.dumps({"base_id": b, "parent_id": p}) with default separators. */
     _Static_assert((JSON_IDS_LEN + 2) / 3 * 4 == LDPROF_TRACE_INFO_LEN, "info length");
-    char json[JSON_IDS_LEN + 1], *p = json; /* + the NUL of ldprof_uuid_format */
+    /* + 16 zero bytes for b64url_encode */
+    char json[JSON_IDS_LEN + 16] __attribute__((aligned(16))), *p = json;
     uint8_t mac[20];
 
     if (!kr || key_index < 0 || key_index >= kr->nkeys || !info_out ||
@@ -1881,6 +2071,7 @@ int ldprof_trace_sign(const struct ldprof_keyring *kr, int key_index, const uint
     ldprof_uuid_format(parent_id, p);
     p += LDPROF_UUID_LEN;
     memcpy(p, json_tail, JSON_TAIL_LEN);
+    memset(json + JSON_IDS_LEN, 0, 16);
 
     size_t n = b64url_encode((const uint8_t *)json, JSON_IDS_LEN, info_out);
     info_out[n] = '\0';

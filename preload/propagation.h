@@ -31,6 +31,13 @@
  * the result); the same pair verified again with the same keyring gets
  * the same result without an HMAC.  Only accepted pairs are kept, and a
  * pair differing in any byte is checked in full, so no answer changes.
+ *
+ * Key hint: each thread also remembers which key matched last (with the
+ * keyring generation); verify tries that key first, alone, then the
+ * others in key order.  With several keys configured (a key rotation),
+ * where nearly all requests are signed with one of them, verify then
+ * costs one key's HMAC whatever that key's place in the list.  The
+ * answer is the one of trying the keys in order (see ldprof_trace_verify).
  * Together about 1.3 KiB of initial-exec TLS per thread.
  *
  * The preload represents ids as 16 raw bytes (include/ldprof/wire.h), so an
@@ -173,9 +180,16 @@ int ldprof_codec_set_impl(enum ldprof_impl impl);
  *  2. Keys in order: HMAC-SHA1(key, info text) is compared in constant time
  *     with the header as an exact string (40 lower-case hex digits;
  *     upper-case or truncated values never match).  The first key that
- *     matches decides; no other key is tried after it.  (The x86 code
- *     computes the keys after the first in interleaved groups of up to
- *     four and takes the first match in key order: the same answer.)
+ *     matches decides; no other key is tried after it.  (The thread's
+ *     hint, the key that matched last with this keyring, is tried first
+ *     and alone; when it does not match, the others are tried in key
+ *     order, and the x86 code computes them in interleaved groups of up
+ *     to four and takes the first match in key order: the same answer.
+ *     When the hinted key matches, an earlier key with the same HMAC
+ *     states (the same key listed twice, or an equivalent key text) is
+ *     reported instead, as the search in order would; an earlier key
+ *     with other states matching too would take an HMAC-SHA1 collision
+ *     between the two keys.)
  *  3. The info text is decoded like Python's base64.urlsafe_b64decode
  *     (lenient: both alphabets, characters outside them skipped, decoding
  *     stops at the first complete padding; missing padding is an error),
@@ -216,6 +230,14 @@ int ldprof_codec_set_impl(enum ldprof_impl impl);
  */
 int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_t info_len,
                         const char *hmac, size_t hmac_len, struct ldprof_trace_ids *out);
+
+/*
+ * ldprof_trace_hint_forget - forget the calling thread's key hint, so that
+ * its next verify tries the keys from the first, as a thread's first
+ * request does.  For tests and benchmarks; verify's answers never depend
+ * on the hint.
+ */
+void ldprof_trace_hint_forget(void);
 
 /*
  * ldprof_trace_sign - build the headers of an outbound request.

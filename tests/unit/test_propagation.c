@@ -11,6 +11,9 @@
  *    signed_unpack + WsgiMiddleware gave (recorded when the table was made;
  *    the live tests below re-check that kind of input);
  *  - SHA-1/HMAC against OpenSSL;
+ *  - the per-thread key hint (the key that matched last is tried first):
+ *    verify's key index is OpenSSL's first match in key order, whatever
+ *    the hint, across keyring changes and in several threads;
  *  - the portable and the x86 (SHA-NI/SSSE3) code give the same answers:
  *    most tests run both (ldprof_codec_set_impl), the x86 one only where
  *    the CPU has it;
@@ -893,6 +896,315 @@ Test(propagation, memo_after_key_groups)
 }
 
 /*
+ * The per-thread key hint (the key that matched last is tried first):
+ * verify's answers stay those of trying the keys in order.
+ */
+
+/* A new header pair of a new trace, its HMAC made by OpenSSL with @key
+ * (any key text, in the ring or not); its ids in @base/@parent. */
+static void hint_header(const char *key, char info[LDPROF_TRACE_INFO_SIZE],
+                        char hmac[LDPROF_TRACE_HMAC_SIZE], uint8_t base[16], uint8_t parent[16])
+{
+    struct ldprof_keyring any;
+    char unused[LDPROF_TRACE_HMAC_SIZE];
+
+    keyring(&any, "any");
+    ldprof_uuid_new(base);
+    ldprof_uuid_new(parent);
+    cr_assert_eq(ldprof_trace_sign(&any, 0, base, parent, info, LDPROF_TRACE_INFO_SIZE, unused),
+                 LDPROF_TRACE_INFO_LEN);
+    ref_hmac_hex(key, strlen(key), info, LDPROF_TRACE_INFO_LEN, hmac);
+}
+
+/* The answer of trying @names[0..n-1] in order with OpenSSL: the first
+ * whose HMAC of @info is @hmac, or -1. */
+static int first_in_order(const char *const *names, int n, const char *info, const char *hmac)
+{
+    for (int i = 0; i < n; i++) {
+        char mac[LDPROF_TRACE_HMAC_SIZE];
+
+        ref_hmac_hex(names[i], strlen(names[i]), info, strlen(info), mac);
+        if (strcmp(mac, hmac) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* verify of a new header signed with @key: the index, the ids checked
+ * when accepted, and the outbound header signed with the index equal to
+ * OpenSSL's under @key (the key that signs is the one that matched). */
+static int hint_verify(const struct ldprof_keyring *kr, const char *key)
+{
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    char out_info[LDPROF_TRACE_INFO_SIZE], out_hmac[LDPROF_TRACE_HMAC_SIZE];
+    char want[LDPROF_TRACE_HMAC_SIZE];
+    uint8_t base[16], parent[16];
+    struct ldprof_trace_ids ids;
+    int k;
+
+    hint_header(key, info, hmac, base, parent);
+    k = ldprof_trace_verify(kr, info, LDPROF_TRACE_INFO_LEN, hmac, LDPROF_TRACE_HMAC_LEN, &ids);
+    cr_assert_eq(ids.key_index, k);
+    if (k < 0) {
+        cr_assert_eq(ids.verdict, LDPROF_TRACE_BAD_HMAC);
+        return k;
+    }
+    cr_assert_eq(ids.verdict, LDPROF_TRACE_OK);
+    cr_assert_eq(memcmp(ids.base_id, base, 16), 0);
+    cr_assert_eq(memcmp(ids.parent_id, parent, 16), 0);
+    ldprof_uuid_new(parent);
+    cr_assert_eq(ldprof_trace_sign(kr, k, base, parent, out_info, sizeof out_info, out_hmac),
+                 LDPROF_TRACE_INFO_LEN);
+    ref_hmac_hex(key, strlen(key), out_info, LDPROF_TRACE_INFO_LEN, want);
+    cr_assert_str_eq(out_hmac, want);
+    return k;
+}
+
+/*
+ * Random sequences of headers (signed with a key of the ring, a key
+ * listed twice, or no key of it) get the index OpenSSL's search in key
+ * order gives, whatever key the thread's hint holds: with the hint
+ * forgotten before each verify (a thread's first request) and kept (so it
+ * is every earlier answer in turn), both implementations, keyrings with
+ * repeated keys at several positions (a header valid under two keys must
+ * report the first).
+ */
+Test(propagation, verify_hint_same_as_key_order)
+{
+    static const char *const rings[][LDPROF_MAX_KEYS + 1] = {
+        {"k0", "k1", "k2", "k3", "k4", NULL},
+        {"a", "b", "a", "c", "b", NULL},
+        {"x", "k1", "k2", "k3", "k4", "k5", "k6", "x"},
+        {"old", "new", NULL},
+        {"z", "z", "z", NULL},
+        {"k0", "k1", "k2", "k3", "k4", "k5", "dup", "dup"},
+    };
+    uint32_t x = 4242;
+
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        if (!use_impl(impls[m]))
+            continue;
+        for (size_t r = 0; r < ARRAY_LEN(rings); r++) {
+            struct ldprof_keyring kr;
+            char spec[128] = "";
+            int n = 0;
+
+            for (; n < LDPROF_MAX_KEYS && rings[r][n]; n++) {
+                strcat(spec, rings[r][n]);
+                strcat(spec, ",");
+            }
+            keyring(&kr, spec);
+            cr_assert_eq(kr.nkeys, n);
+            for (int forget = 0; forget < 2; forget++) {
+                for (int i = 0; i < 60; i++) {
+                    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+                    uint8_t base[16], parent[16];
+                    struct ldprof_trace_ids ids;
+                    /* mostly one key (a rotation), sometimes any, or none */
+                    int pick = (x = x * 1103515245u + 12345u) >> 16;
+                    int k = pick % 4 == 0 ? (pick >> 4) % (n + 1) : n - 1;
+                    const char *key = k < n ? rings[r][k] : "not-in-the-ring";
+                    int want;
+
+                    hint_header(key, info, hmac, base, parent);
+                    want = first_in_order(rings[r], n, info, hmac);
+                    if (forget)
+                        ldprof_trace_hint_forget();
+                    cr_assert_eq(ldprof_trace_verify(&kr, info, LDPROF_TRACE_INFO_LEN, hmac,
+                                                     LDPROF_TRACE_HMAC_LEN, &ids),
+                                 want, "impl %d ring %zu forget %d request %d key %s",
+                                 (int)impls[m], r, forget, i, key);
+                    cr_assert_eq(ids.key_index, want);
+                    /* the same pair again (the verify cache) */
+                    cr_assert_eq(ldprof_trace_verify(&kr, info, LDPROF_TRACE_INFO_LEN, hmac,
+                                                     LDPROF_TRACE_HMAC_LEN, &ids),
+                                 want);
+                }
+            }
+            /* each key position after each other one as the hint */
+            for (int a = 0; a < n; a++) {
+                for (int b = 0; b < n; b++) {
+                    int fa = a, fb = b; /* their first positions */
+
+                    for (int j = 0; j < a; j++)
+                        if (strcmp(rings[r][j], rings[r][a]) == 0) {
+                            fa = j;
+                            break;
+                        }
+                    for (int j = 0; j < b; j++)
+                        if (strcmp(rings[r][j], rings[r][b]) == 0) {
+                            fb = j;
+                            break;
+                        }
+                    cr_assert_eq(hint_verify(&kr, rings[r][a]), fa);
+                    cr_assert_eq(hint_verify(&kr, rings[r][b]), fb, "ring %zu %d then %d", r,
+                                 a, b);
+                    cr_assert_eq(hint_verify(&kr, "none-of-them"), -1);
+                    cr_assert_eq(hint_verify(&kr, rings[r][b]), fb);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * The hint is of one keyring generation and never outside its keys: a
+ * keyring re-made in place (other keys, other order, fewer keys), another
+ * keyring, a copy of a keyring with fewer keys (same generation: the
+ * hint is past its end), a refused header with a hint in place, and a
+ * keyring copied and changed without ldprof_keyring_init (outside the
+ * contract; the answer is still the first key in order).
+ */
+Test(propagation, verify_hint_keyring_changes)
+{
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        struct ldprof_keyring kr, other, copy;
+        char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+        uint8_t base[16], parent[16];
+        struct ldprof_trace_ids ids;
+
+        if (!use_impl(impls[m]))
+            continue;
+        keyring(&kr, "k0,k1,k2,k3,k4,k5,k6,k7");
+        cr_assert_eq(hint_verify(&kr, "k7"), 7);
+        cr_assert_eq(hint_verify(&kr, "k7"), 7);
+        /* a copy with 3 keys: key 7 (the hint) is not one of them */
+        copy = kr;
+        copy.nkeys = 3;
+        cr_assert_eq(hint_verify(&copy, "k7"), -1);
+        cr_assert_eq(hint_verify(&copy, "k2"), 2);
+        cr_assert_eq(hint_verify(&kr, "k7"), 7);
+        cr_assert_eq(hint_verify(&copy, "k7"), -1);
+        cr_assert_eq(hint_verify(&copy, "k0"), 0);
+        /* re-made in place: fewer keys, another order */
+        cr_assert_eq(hint_verify(&kr, "k7"), 7);
+        keyring(&kr, "k7,k1");
+        cr_assert_eq(hint_verify(&kr, "k1"), 1);
+        cr_assert_eq(hint_verify(&kr, "k7"), 0);
+        cr_assert_eq(hint_verify(&kr, "k2"), -1);
+        keyring(&kr, "k1");
+        cr_assert_eq(hint_verify(&kr, "k7"), -1);
+        cr_assert_eq(hint_verify(&kr, "k1"), 0);
+        keyring(&kr, "k0,k1,k2");
+        cr_assert_eq(hint_verify(&kr, "k2"), 2);
+        keyring(&kr, "k2,k1,k2");
+        cr_assert_eq(hint_verify(&kr, "k2"), 0);
+        /* another keyring in between */
+        keyring(&kr, "k0,k1,k2");
+        keyring(&other, "k2,k1,k0");
+        cr_assert_eq(hint_verify(&kr, "k2"), 2);
+        cr_assert_eq(hint_verify(&other, "k2"), 0);
+        cr_assert_eq(hint_verify(&other, "k0"), 2);
+        cr_assert_eq(hint_verify(&kr, "k0"), 0);
+        cr_assert_eq(hint_verify(&kr, "k2"), 2);
+        /* refused with a hint in place: wrong MAC, no key, not hex */
+        hint_header("k2", info, hmac, base, parent);
+        hmac[0] = hmac[0] == '0' ? '1' : '0';
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &ids), -1);
+        cr_assert_eq(ids.verdict, LDPROF_TRACE_BAD_HMAC);
+        cr_assert_eq(hint_verify(&kr, "k3"), -1);
+        hint_header("k2", info, hmac, base, parent);
+        hmac[39] = 'G';
+        cr_assert_eq(ldprof_trace_verify(&kr, info, 140, hmac, 40, &ids), -1);
+        cr_assert_eq(ids.verdict, LDPROF_TRACE_BAD_HMAC);
+        cr_assert_eq(hint_verify(&kr, "k1"), 1);
+        cr_assert_eq(hint_verify(&kr, "k2"), 2);
+        /* a signed header the decoding refuses still moves the hint, and
+         * is refused for the same reason with any hint */
+        for (int rep = 0; rep < 2; rep++) {
+            static const char bad[] = "bm90IGpzb24=";
+
+            ref_hmac_hex("k1", 2, bad, strlen(bad), hmac);
+            cr_assert_eq(verify_str(&kr, bad, hmac, &ids), -1);
+            cr_assert_eq(ids.verdict, LDPROF_TRACE_BAD_JSON);
+            cr_assert_eq(ids.key_index, 1);
+        }
+        cr_assert_eq(hint_verify(&kr, "k0"), 0);
+        cr_assert_eq(hint_verify(&kr, "k2"), 2);
+        /* copied, then key 0 made key 2 (same generation, hint 2) */
+        copy = kr;
+        copy.keys[0] = copy.keys[2];
+        cr_assert_eq(hint_verify(&copy, "k2"), 0);
+        cr_assert_eq(hint_verify(&copy, "k2"), 0);
+        cr_assert_eq(hint_verify(&copy, "k1"), 1);
+        cr_assert_eq(hint_verify(&copy, "k0"), -1);
+        /* ... and key 3 of four listed at 0 and 1 too: the first wins */
+        keyring(&kr, "k0,k1,k2,k3");
+        cr_assert_eq(hint_verify(&kr, "k3"), 3);
+        copy = kr;
+        copy.keys[0] = copy.keys[1] = copy.keys[3];
+        cr_assert_eq(hint_verify(&copy, "k3"), 0);
+        cr_assert_eq(hint_verify(&copy, "k2"), 2);
+        cr_assert_eq(hint_verify(&copy, "k3"), 0);
+        keyring(&kr, "k0,k1,k2");
+        /* a keyring not made by ldprof_keyring_init (generation 0) */
+        memset(&copy, 0, sizeof copy);
+        copy.nkeys = 3;
+        for (int i = 0; i < 3; i++)
+            copy.keys[i] = kr.keys[2 - i];
+        cr_assert_eq(hint_verify(&copy, "k2"), 0);
+        cr_assert_eq(hint_verify(&copy, "k0"), 2);
+        cr_assert_eq(hint_verify(&copy, "k0"), 2);
+    }
+}
+
+/* Threads keep their own hints: each verifies headers of its own key of
+ * a shared keyring, interleaved with another key's and refused ones. */
+#define HINT_THREADS 4
+#define HINT_ROUNDS 300
+
+struct hint_thread {
+    const struct ldprof_keyring *kr;
+    int key;
+    int wrong; /* answers that were not the expected ones */
+};
+
+static const char *const hint_keys[] = {"t0", "t1", "t2", "t3", "t1", "t5"};
+
+static void *hint_thread_run(void *arg)
+{
+    struct hint_thread *t = arg;
+
+    for (int i = 0; i < HINT_ROUNDS; i++) {
+        char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+        uint8_t base[16], parent[16];
+        struct ldprof_trace_ids ids;
+        int k = i % 7 == 3 ? (t->key + 1) % 6 : t->key, want;
+        const char *key = i % 11 == 5 ? "t9" : hint_keys[k];
+
+        hint_header(key, info, hmac, base, parent);
+        want = i % 11 == 5 ? -1 : k == 4 ? 1 : k;
+        if (ldprof_trace_verify(t->kr, info, LDPROF_TRACE_INFO_LEN, hmac, LDPROF_TRACE_HMAC_LEN,
+                                &ids) != want ||
+            (want >= 0 && memcmp(ids.base_id, base, 16) != 0))
+            t->wrong++;
+    }
+    return NULL;
+}
+
+Test(propagation, verify_hint_threads)
+{
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        struct ldprof_keyring kr;
+        struct hint_thread t[HINT_THREADS];
+        pthread_t th[HINT_THREADS];
+
+        if (!use_impl(impls[m]))
+            continue;
+        keyring(&kr, "t0,t1,t2,t3,t1,t5");
+        for (int i = 0; i < HINT_THREADS; i++) {
+            t[i] = (struct hint_thread){.kr = &kr, .key = (int)(i * 2 + 1) % 6};
+            cr_assert_eq(pthread_create(&th[i], NULL, hint_thread_run, &t[i]), 0);
+        }
+        for (int i = 0; i < HINT_THREADS; i++) {
+            pthread_join(th[i], NULL);
+            cr_assert_eq(t[i].wrong, 0, "impl %d thread %d (key %d): %d wrong answers",
+                         (int)impls[m], i, t[i].key, t[i].wrong);
+        }
+    }
+}
+
+/*
  * verify's per-thread cache of accepted pairs never accepts what a full
  * check refuses: after a success, the same pair is accepted again with
  * the same ids, and any one byte changed in either header, a shorter
@@ -1633,6 +1945,120 @@ static void b64_encode(const struct buf *in, struct buf *out, int urlsafe, int p
             out->b[o++] = '=';
     }
     out->n = o;
+}
+
+/*
+ * A byte >= 0x80 anywhere in X-Trace-Info is refused before any key is
+ * tried (BAD_BASE64, key_index -1), by both implementations, at every
+ * position of values 1..200 long (the x86 check reads 16 bytes at a time
+ * and the last 16 bytes overlapping), even with the value's right MAC.
+ */
+Test(propagation, non_ascii_refused_everywhere)
+{
+    static const uint8_t high[] = {0x80, 0xc3, 0xff};
+    struct ldprof_keyring kr;
+    char info[201], mac[LDPROF_TRACE_HMAC_SIZE];
+
+    keyring(&kr, "K");
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        if (!use_impl(impls[m]))
+            continue;
+        for (size_t len = 1; len <= 200; len++) {
+            for (size_t pos = 0; pos < len; pos++) {
+                struct ldprof_trace_ids ids;
+
+                memset(info, 'A', len);
+                info[pos] = (char)high[(len + pos) % ARRAY_LEN(high)];
+                ref_hmac_hex("K", 1, info, len, mac);
+                cr_assert_eq(ldprof_trace_verify(&kr, info, len, mac, 40, &ids), -1);
+                cr_assert_eq(ids.verdict, LDPROF_TRACE_BAD_BASE64, "impl %d len %zu pos %zu",
+                             (int)impls[m], len, pos);
+                cr_assert_eq(ids.key_index, -1);
+            }
+            /* and all ASCII: the key is tried (it matches) */
+            struct ldprof_trace_ids ids;
+
+            memset(info, 'A', len);
+            info[len - 1] = 0x7f;
+            ref_hmac_hex("K", 1, info, len, mac);
+            ldprof_trace_verify(&kr, info, len, mac, 40, &ids);
+            cr_assert_eq(ids.key_index, 0, "impl %d len %zu", (int)impls[m], len);
+        }
+    }
+}
+
+/*
+ * The x86 base64 decoder's end step (the last 16 characters of a text of
+ * whole quads decoded as one vector, a final "xyz=" included) against the
+ * portable decoder: signed headers of every length of JSON text from 104
+ * to 151 bytes (0, 1 or 2 '=' at the end, with and without padding), then
+ * each of their last 6 characters replaced by alphabet, padding and
+ * skipped characters, or the text cut short: the same verdict and ids
+ * from both implementations, and every unchanged header accepted (its
+ * JSON ends exactly where it should, so a byte too many or too few is
+ * refused).
+ */
+Test(propagation, decode_end_impls_agree)
+{
+    static const char repl[] = "AQw_-+/=.\n ";
+    static const char fill[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK";
+    struct ldprof_keyring kr;
+    uint8_t base[16], parent[16];
+    char b[LDPROF_UUID_SIZE], p[LDPROF_UUID_SIZE];
+    int cases = 0;
+
+    if (!use_impl(LDPROF_IMPL_X86))
+        cr_skip_test("no x86 implementation on this CPU");
+    keyring(&kr, "K");
+    ldprof_uuid_new(base);
+    ldprof_uuid_new(parent);
+    uuid_text(base, b);
+    uuid_text(parent, p);
+    for (int extra = 0; extra < 48; extra++) {
+        for (int form = 0; form < 2; form++) { /* padded, unpadded */
+            struct buf json, text;
+            char info[300], mac[LDPROF_TRACE_HMAC_SIZE];
+
+            if (extra == 0)
+                json.n = (size_t)snprintf((char *)json.b, sizeof json.b,
+                                          "{\"base_id\": \"%s\", \"parent_id\": \"%s\"}", b, p);
+            else
+                json.n = (size_t)snprintf((char *)json.b, sizeof json.b,
+                                          "{\"base_id\": \"%s\", \"parent_id\": \"%s\", "
+                                          "\"hmac_key\": \"%.*s\"}",
+                                          b, p, extra - 1, fill);
+            b64_encode(&json, &text, 1, form == 0);
+            for (int mut = -1; mut < 6 * (int)(sizeof repl - 1) + 1; mut++) {
+                struct ldprof_trace_ids ids[2];
+                size_t n = text.n;
+                int r[2];
+
+                memcpy(info, text.b, n);
+                if (mut >= 0 && mut < 6 * (int)(sizeof repl - 1))
+                    info[n - 1 - (size_t)mut / (sizeof repl - 1)] = repl[mut % (sizeof repl - 1)];
+                else if (mut >= 0)
+                    n--;
+                ref_hmac_hex("K", 1, info, n, mac);
+                for (int m = 0; m < 2; m++) {
+                    memset(&ids[m], 0, sizeof ids[m]);
+                    ldprof_codec_set_impl(impls[m]);
+                    r[m] = ldprof_trace_verify(&kr, info, n, mac, 40, &ids[m]);
+                }
+                cr_assert_eq(r[0], r[1], "extra %d form %d mutation %d", extra, form, mut);
+                cr_assert_eq(ids[0].verdict, ids[1].verdict, "extra %d form %d mutation %d",
+                             extra, form, mut);
+                if (mut < 0 && form == 0)
+                    cr_assert_eq(r[0], 0, "extra %d: %s", extra,
+                                 ldprof_trace_verdict_name(ids[0].verdict));
+                if (r[0] == 0) {
+                    cr_assert_eq(memcmp(ids[0].base_id, ids[1].base_id, 16), 0);
+                    cr_assert_eq(memcmp(ids[0].parent_id, ids[1].parent_id, 16), 0);
+                }
+                cases++;
+            }
+        }
+    }
+    cr_assert_gt(cases, 1000);
 }
 
 /*
