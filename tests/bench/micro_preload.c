@@ -26,7 +26,13 @@
  *                    verify is answered by propagation.c's per-thread
  *                    cache of accepted pairs, the sign hits the memo)
  *       hdr_k5_first the same with 5 keys, the header signed with the 1st
- *       hdr_k5_last  5 keys, signed with the 5th (every key is tried)
+ *       hdr_k5_last  5 keys, signed with the 5th, the thread's key hint
+ *                    forgotten before each verify (a thread's first
+ *                    request: every key is tried, the 1st alone, then
+ *                    the 2nd-5th interleaved)
+ *       hdr_k5_last_hint  the same in steady state: the hint (the key
+ *                    that matched last on the thread, the 5th) is tried
+ *                    first, alone, and matches
  *       verify_k1    ldprof_trace_verify alone, 1 key (what an inbound
  *                    traced request costs; micro.sh's whole-request
  *                    estimate uses it)
@@ -192,7 +198,7 @@ static void hdr_setup(int nkeys, int sign_with)
 }
 
 static volatile int sink;
-static int verify_only;
+static int verify_only, forget_hint;
 
 static double hdr_rep(long n)
 {
@@ -202,9 +208,12 @@ static double hdr_rep(long n)
     for (long i = 0; i < n; i++) {
         struct ldprof_trace_ids ids;
         char out_info[LDPROF_TRACE_INFO_SIZE], out_hmac[LDPROF_TRACE_HMAC_SIZE];
-        int h = (int)(i % nhdr);
-        int k = ldprof_trace_verify(&kr, in_info[h], LDPROF_TRACE_INFO_LEN, in_hmac[h],
-                                    LDPROF_TRACE_HMAC_LEN, &ids);
+        int h = (int)(i % nhdr), k;
+
+        if (forget_hint) /* hdr_k5_last: every request a thread's first */
+            ldprof_trace_hint_forget();
+        k = ldprof_trace_verify(&kr, in_info[h], LDPROF_TRACE_INFO_LEN, in_hmac[h],
+                                LDPROF_TRACE_HMAC_LEN, &ids);
         if (verify_only) {
             sink += k + ids.base_id[0];
             continue;
@@ -242,6 +251,9 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "hdr_k5_first") == 0) {
         hdr_setup(5, 0);
     } else if (strcmp(mode, "hdr_k5_last") == 0) {
+        hdr_setup(5, 4);
+        forget_hint = 1;
+    } else if (strcmp(mode, "hdr_k5_last_hint") == 0) {
         hdr_setup(5, 4);
     } else if (strcmp(mode, "verify_k1") == 0) {
         hdr_setup(1, 0);
