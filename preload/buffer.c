@@ -21,6 +21,7 @@ static struct ldprof_buf *buffers;
 static pthread_key_t buf_key;
 static int buf_key_ok;
 static uint64_t dropped; /* atomic */
+static int napping;      /* the flusher sleeps long: kick on the next record (atomic) */
 
 static void buf_key_dtor(void *p)
 {
@@ -111,7 +112,7 @@ int ldprof_buf_record(const void *rec, size_t len)
         }
     }
     ldprof_spin_lock(&b->lock);
-    if (b->used + len > LDPROF_BUF_CAP) {
+    if (b->used + len > LDPROF_BUF_SIZE) {
         ldprof_spin_unlock(&b->lock);
         ldprof_buf_count_drop(1);
         ldprof_xport_kick();
@@ -120,14 +121,28 @@ int ldprof_buf_record(const void *rec, size_t len)
     copy_rec(b->data + b->used, rec, len);
     b->used += (uint32_t)len;
     b->nrec++;
-    if (b->used >= LDPROF_BUF_CAP / 2 && !b->kicked) {
+    if (b->used >= LDPROF_BUF_CAP && !b->kicked) {
         b->kicked = 1;
         kick = 1;
     }
+    /* Read under the lock: a drain that did not see this record held it
+     * before us, after the flusher set the flag (ldprof_buf_nap_begin). */
+    if (__builtin_expect(__atomic_load_n(&napping, __ATOMIC_RELAXED), 0))
+        kick |= __atomic_exchange_n(&napping, 0, __ATOMIC_RELAXED);
     ldprof_spin_unlock(&b->lock);
     if (kick)
         ldprof_xport_kick();
     return 0;
+}
+
+void ldprof_buf_nap_begin(void)
+{
+    __atomic_store_n(&napping, 1, __ATOMIC_SEQ_CST);
+}
+
+void ldprof_buf_nap_end(void)
+{
+    __atomic_store_n(&napping, 0, __ATOMIC_RELAXED);
 }
 
 /*
@@ -160,6 +175,76 @@ static int lock_list(int timeout_ms)
     return pthread_mutex_timedlock(&list_lock, &ts);
 }
 
+/*
+ * The longest prefix of whole records of @p (@n bytes) that fits in @room
+ * bytes; its record count in *@nrec.  A record whose length is impossible
+ * (never written by ldprof_buf_record) ends the walk there.
+ */
+static uint32_t records_fitting(const uint8_t *p, uint32_t n, uint32_t room, uint32_t *nrec)
+{
+    uint32_t off = 0, k = 0;
+
+    while (n - off >= sizeof(uint16_t)) {
+        uint16_t rl;
+
+        memcpy(&rl, p + off, sizeof(rl)); /* struct ldprof_wire_span.rec_len */
+        if (rl < sizeof(uint16_t) || rl > n - off || rl > room - off)
+            break;
+        off += rl;
+        k++;
+    }
+    *nrec = k;
+    return off;
+}
+
+/*
+ * Under list_lock and b->lock: move b's records into the stage, from
+ * *@slot on, whole records only, as many as the stage holds.  Records left
+ * over (every slot full) are moved to the front of the buffer.  Returns 1
+ * when records were left over.
+ */
+static int stage_buffer(struct ldprof_buf *b, int *slot)
+{
+    uint32_t off = 0;
+
+    while (off < b->used) {
+        uint32_t left = b->used - off, room = LDPROF_BUF_CAP - stage[*slot].len, n, k;
+
+        if (left <= room) {
+            /* the common case: all of it fits, no walk */
+            n = left;
+            k = b->nrec;
+        } else {
+            n = records_fitting(b->data + off, left, room, &k);
+            if (n == 0 && stage[*slot].len == 0) {
+                /* not even an empty datagram holds the next record: a
+                 * length that cannot be; lose the rest, counted */
+                ldprof_buf_count_drop(b->nrec);
+                break;
+            }
+        }
+        if (n) {
+            memcpy(stage[*slot].data + stage[*slot].len, b->data + off, n);
+            stage[*slot].len += n;
+            stage[*slot].nrec += k;
+            b->nrec -= k;
+            off += n;
+        }
+        if (off == b->used)
+            break;
+        if (*slot + 1 == LDPROF_STAGE_SLOTS) {
+            memmove(b->data, b->data + off, b->used - off);
+            b->used -= off;
+            return 1;
+        }
+        (*slot)++;
+        stage[*slot].len = stage[*slot].nrec = 0;
+    }
+    b->used = 0;
+    b->nrec = 0;
+    return 0;
+}
+
 uint32_t ldprof_buf_drain_all(ldprof_buf_send_fn send, void *arg, int timeout_ms)
 {
     uint32_t total = 0;
@@ -177,21 +262,10 @@ uint32_t ldprof_buf_drain_all(ldprof_buf_send_fn send, void *arg, int timeout_ms
             int orphan = __atomic_load_n(&b->orphan, __ATOMIC_ACQUIRE);
 
             ldprof_spin_lock(&b->lock);
-            if (b->used) {
-                if (stage[slot].len + b->used > LDPROF_BUF_CAP) {
-                    if (slot + 1 == LDPROF_STAGE_SLOTS) {
-                        ldprof_spin_unlock(&b->lock);
-                        more = 1;
-                        break;
-                    }
-                    slot++;
-                    stage[slot].len = stage[slot].nrec = 0;
-                }
-                memcpy(stage[slot].data + stage[slot].len, b->data, b->used);
-                stage[slot].len += b->used;
-                stage[slot].nrec += b->nrec;
-                b->used = 0;
-                b->nrec = 0;
+            if (b->used && stage_buffer(b, &slot)) {
+                ldprof_spin_unlock(&b->lock);
+                more = 1;
+                break;
             }
             b->kicked = 0;
             ldprof_spin_unlock(&b->lock);
@@ -261,6 +335,7 @@ void ldprof_buf_fork_child(void)
         buffers = keep;
     }
     __atomic_store_n(&dropped, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&napping, 0, __ATOMIC_RELAXED); /* no flusher yet: it starts awake */
     pthread_mutex_init(&list_lock, NULL);
     ldprof_span_fork_child();
 }

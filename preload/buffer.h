@@ -1,7 +1,7 @@
 /*
  * preload/buffer.h - per-thread span buffers and their hand-off to the flusher.
  *
- * Each thread that records a span gets one buffer (LDPROF_BUF_CAP bytes of
+ * Each thread that records a span gets one buffer (LDPROF_BUF_SIZE bytes of
  * records), created on its first span (mmap, no malloc) and linked into a
  * global list.  The owner appends finished span records; the flusher thread
  * (transport.c) periodically moves the contents out and sends them as one
@@ -14,7 +14,7 @@
  *      fork handlers.  Never taken on the recording path.
  *   2. b->lock (spinlock, one per buffer): the buffer's contents.  Taken by
  *      the owner for one append (a memcpy of at most ~2 KiB) and by the
- *      flusher for one drain (a memcpy of at most LDPROF_BUF_CAP); nothing
+ *      flusher for one drain (a memcpy of at most LDPROF_BUF_SIZE); nothing
  *      else happens under it, so a waiter spins for microseconds at most.
  *   3. transport's xport_lock (never held together with a buffer lock).
  * A signal handler that records while its thread holds its own buffer lock
@@ -23,6 +23,14 @@
  *
  * The pthread_key destructor of a buffer (thread exit) marks it orphaned;
  * the flusher sends what is left and frees it.
+ *
+ * Wake-ups: a thread buffer holds LDPROF_BUF_DGRAMS datagrams' worth of
+ * records and wakes the flusher once one datagram's worth (LDPROF_BUF_CAP)
+ * is waiting, so that each wake-up (tens of microseconds of CPU on a VM,
+ * whatever it sends) carries a full datagram and the buffer still has a
+ * datagram's worth of room while the flusher gets scheduled.  A flusher
+ * that found nothing to send sleeps longer (transport.c) after
+ * ldprof_buf_nap_begin(); the next record of any thread wakes it.
  */
 #ifndef LDPROF_BUFFER_H
 #define LDPROF_BUFFER_H
@@ -32,9 +40,13 @@
 
 #include "ldprof/wire.h"
 
-/* Largest process block; the thread buffer fills the rest of a datagram. */
+/* Largest process block; the records of a datagram fill the rest of it. */
 #define LDPROF_PROC_MAX 1024
 #define LDPROF_BUF_CAP (LDPROF_WIRE_MAX_DGRAM - sizeof(struct ldprof_wire_hdr) - LDPROF_PROC_MAX)
+/* A thread buffer: this many datagrams' worth of records (the flusher is
+ * woken at one). */
+#define LDPROF_BUF_DGRAMS 2
+#define LDPROF_BUF_SIZE (LDPROF_BUF_DGRAMS * LDPROF_BUF_CAP)
 
 struct ldprof_buf {
     int lock;      /* spinlock (atomic) */
@@ -44,7 +56,7 @@ struct ldprof_buf {
     uint32_t used; /* bytes of records in data[] */
     uint32_t nrec; /* records in data[] */
     struct ldprof_buf *next; /* list, under list_lock */
-    uint8_t data[LDPROF_BUF_CAP];
+    uint8_t data[LDPROF_BUF_SIZE];
 };
 
 /* ldprof_buf_init - create the pthread key (constructor).  0 or -1. */
@@ -67,13 +79,26 @@ uint64_t ldprof_buf_dropped(void);
 
 /*
  * ldprof_buf_drain_all - for each buffer: move its records out and call
- * @send(records, len, nrec, arg); free orphaned empty buffers.  Called by the
- * flusher and the destructor only (takes list_lock, waiting at most
- * @timeout_ms, or without limit when < 0).  Returns the number of records
- * handed to @send, or (uint32_t)-1 when list_lock could not be taken in time.
+ * @send(records, len, nrec, arg) once per datagram's worth (at most
+ * LDPROF_BUF_CAP bytes of whole records, several threads' records sharing
+ * one); free orphaned empty buffers.  Called by the flusher and the
+ * destructor only (takes list_lock, waiting at most @timeout_ms, or without
+ * limit when < 0).  Returns the number of records handed to @send, or
+ * (uint32_t)-1 when list_lock could not be taken in time.
  */
 typedef void (*ldprof_buf_send_fn)(const uint8_t *recs, size_t len, uint32_t nrec, void *arg);
 uint32_t ldprof_buf_drain_all(ldprof_buf_send_fn send, void *arg, int timeout_ms);
+
+/*
+ * ldprof_buf_nap_begin - the flusher is about to sleep long (it found
+ * nothing to send): from now on the next record of any thread calls
+ * ldprof_xport_kick() once.  Call it BEFORE the drain that confirms the
+ * buffers are empty: a record that the drain does not see is appended after
+ * the drain held its buffer's lock, and sees the flag.
+ * ldprof_buf_nap_end - the flusher is awake (it found records): no kick.
+ */
+void ldprof_buf_nap_begin(void);
+void ldprof_buf_nap_end(void);
 
 /* Fork handlers (init.c calls them in the documented order). */
 void ldprof_buf_fork_prepare(void);

@@ -197,15 +197,17 @@ static void send_batch(const uint8_t *recs, size_t len, uint32_t nrec, void *arg
 }
 
 /* One pass: drain every buffer; report a changed drop count alone if no
- * span datagram carried it. */
-static void flush_once(int timeout_ms)
+ * span datagram carried it.  Returns the number of records drained. */
+static uint32_t flush_once(int timeout_ms)
 {
     int sent = 0;
+    uint32_t n = ldprof_buf_drain_all(send_batch, &sent, timeout_ms);
 
-    if (ldprof_buf_drain_all(send_batch, &sent, timeout_ms) == (uint32_t)-1)
-        return;
+    if (n == (uint32_t)-1)
+        return 0;
     if (ldprof_buf_dropped() != dropped_reported)
         send_dgram(LDPROF_MSG_STATS, NULL, 0, 0);
+    return n;
 }
 
 static long futex_wait(uint32_t *addr, uint32_t val, long ms)
@@ -214,17 +216,42 @@ static long futex_wait(uint32_t *addr, uint32_t val, long ms)
     return syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
 }
 
+/*
+ * Every LDPROF_FLUSH_MS, or when kicked.  After a pass that found nothing,
+ * the next pass is made with the nap flag set (ldprof_buf_nap_begin); if it
+ * finds nothing either, the flusher sleeps LDPROF_NAP_MS (the span clock's
+ * refresh period) instead, until the next record of any thread kicks it.
+ * A wake-up costs tens of microseconds of CPU on a VM even with nothing to
+ * do: an idle process pays one a second instead of ten, and spans recorded
+ * after a quiet period are sent at once instead of within LDPROF_FLUSH_MS.
+ * Not while the span clock calibrates (it wants a pair every wake-up).
+ */
 static void *flusher_main(void *arg)
 {
+    int idle = 0;
+
     (void)arg;
     /* Everything this thread does passes through our wrappers untouched. */
     ldprof_tls.depth = 1;
     for (;;) {
-        uint32_t seen = __atomic_load_n(&wake_word, __ATOMIC_ACQUIRE);
+        uint32_t seen = __atomic_load_n(&wake_word, __ATOMIC_ACQUIRE), n;
+        int nap;
+
         if (__atomic_load_n(&flusher_state, __ATOMIC_ACQUIRE) != FLUSHER_RUNNING)
             break;
-        flush_once(-1);
+        nap = idle && ldprof_clock_state() != LDPROF_CLOCK_CALIBRATING;
+        if (nap)
+            ldprof_buf_nap_begin(); /* before the drain: see buffer.h */
+        n = flush_once(-1);
         ldprof_clock_refresh(); /* the span clock's anchor (clock.h) */
+        if (nap && n == 0) {
+            futex_wait(&wake_word, seen, LDPROF_NAP_MS);
+            ldprof_buf_nap_end();
+            continue;
+        }
+        if (nap)
+            ldprof_buf_nap_end();
+        idle = n == 0;
         futex_wait(&wake_word, seen, LDPROF_FLUSH_MS);
     }
     return NULL;

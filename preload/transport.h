@@ -3,11 +3,13 @@
  *
  * One flusher thread per process, started lazily by the first recorded span
  * (never in the constructor: a process that records nothing gets no thread
- * and no socket).  Every LDPROF_FLUSH_MS, or when woken (a buffer half
- * full, a thread exiting), it drains every thread buffer and sends each
- * drained buffer as ONE datagram (struct ldprof_wire_hdr + process block +
- * records, wire.h) with one sendmsg() on a non-blocking
- * SOCK_DGRAM|SOCK_CLOEXEC unix socket connected to the collector path.
+ * and no socket).  Every LDPROF_FLUSH_MS, or when woken (a datagram's
+ * worth of records in a buffer, a thread exiting), it drains every thread
+ * buffer and sends the records as datagrams of up to LDPROF_BUF_CAP bytes
+ * of records (struct ldprof_wire_hdr + process block + records, wire.h),
+ * one sendmsg() each, on a non-blocking SOCK_DGRAM|SOCK_CLOEXEC unix socket
+ * connected to the collector path.  When two passes in a row found nothing
+ * to send it sleeps LDPROF_NAP_MS instead, until the next record (buffer.h).
  *
  * Nothing blocks the host: no collector, a full collector queue (after a
  * short bounded wait in the flusher, never in a host thread), or any send
@@ -25,6 +27,7 @@
 #include <stdint.h>
 
 #define LDPROF_FLUSH_MS 100
+#define LDPROF_NAP_MS 1000 /* idle: no spans for a whole LDPROF_FLUSH_MS */
 #define LDPROF_RECONNECT_MS 1000
 #define LDPROF_FINAL_FLUSH_MS 200
 #define LDPROF_SEND_RETRIES 3  /* EAGAIN: wait for room this many times ... */
