@@ -323,13 +323,32 @@ static void view_fmt(struct hr_view *v, const char *fmt, va_list ap)
     va_end(cp);
 }
 
-static int name_is(const char *name, const char *const *list)
+/*
+ * name_is - is @name one of @list?  @first caches a mask of the list's
+ * first letters (bit c & 31 for each first byte c, bit 31: computed), so
+ * that a name whose first letter no entry has (EVALSHA, GET, HSET... for
+ * most lists) costs one load and a test instead of a strcmp per entry,
+ * each on a string of its own (cold cache lines on every request).  Two
+ * letters sharing a bit only send the name on to the strcmp loop.
+ */
+static int name_is(const char *name, const char *const *list, uint32_t *first)
 {
+    uint32_t m = __atomic_load_n(first, __ATOMIC_RELAXED);
+
+    if (__builtin_expect(m == 0, 0)) {
+        m = 1u << 31;
+        for (const char *const *l = list; *l != NULL; l++)
+            m |= 1u << ((unsigned char)(*l)[0] & 31);
+        __atomic_store_n(first, m, __ATOMIC_RELAXED);
+    }
+    if (!(m & (1u << ((unsigned char)name[0] & 31))))
+        return 0;
     for (; *list != NULL; list++)
         if (strcmp(name, *list) == 0)
             return 1;
     return 0;
 }
+static uint32_t hr_first_subcmd, hr_first_keyless, hr_first_secret, hr_first_async_multi;
 
 /* Commands whose second argument is not a key. */
 static const char *const hr_keyless[] = {
@@ -382,7 +401,7 @@ static void add_start_fields(struct ldprof_span *s, const struct hr_view *v, con
         ldprof_span_add_int(s, LDPROF_FIELD_START, "redis.argc", v->argc);
         return;
     }
-    if (name_is(name, hr_subcmd)) {
+    if (name_is(name, hr_subcmd, &hr_first_subcmd)) {
         char sub[32];
         struct hr_view one = *v;
         one.p[0] = v->p[1];
@@ -390,8 +409,9 @@ static void add_start_fields(struct ldprof_span *s, const struct hr_view *v, con
         one.argc = v->argc - 1;
         if (view_name(&one, sub) > 0)
             ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.subcommand", sub, -1);
-    } else if (strcmp(name, "EVALSHA") == 0 || strcmp(name, "EVAL") == 0 ||
-               strcmp(name, "EVALSHA_RO") == 0 || strcmp(name, "EVAL_RO") == 0) {
+    } else if (name[0] == 'E' &&
+               (strcmp(name, "EVALSHA") == 0 || strcmp(name, "EVAL") == 0 ||
+                strcmp(name, "EVALSHA_RO") == 0 || strcmp(name, "EVAL_RO") == 0)) {
         if (name[4] == 'S' && v->argc > 1 && v->p[1] != NULL)
             ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.script", v->p[1],
                                 (long)(v->len[1] < 64 ? v->len[1] : 64));
@@ -402,7 +422,7 @@ static void add_start_fields(struct ldprof_span *s, const struct hr_view *v, con
             if (nk >= 1)
                 key_at = 3;
         }
-    } else if (!name_is(name, hr_keyless) && v->argc > 1) {
+    } else if (!name_is(name, hr_keyless, &hr_first_keyless) && v->argc > 1) {
         key_at = 1;
     }
     if (key_at > 0 && key_at < HR_VIEW_ARGS && v->p[key_at] != NULL)
@@ -410,7 +430,7 @@ static void add_start_fields(struct ldprof_span *s, const struct hr_view *v, con
                             (long)(v->len[key_at] < HR_KEY_MAX ? v->len[key_at] : HR_KEY_MAX));
     ldprof_span_add_int(s, LDPROF_FIELD_START, "redis.argc", v->argc);
 
-    if (ldprof_cfg.record_values && !name_is(name, hr_secret)) {
+    if (ldprof_cfg.record_values && !name_is(name, hr_secret, &hr_first_secret)) {
         char buf[HR_ARGS_MAX];
         size_t o = 0;
         int from = key_at > 0 ? key_at + 1 : 1;
@@ -1011,7 +1031,7 @@ static struct hr_async *async_begin(redisAsyncContext *ac, const struct hr_view 
 
     if (ac == NULL || (ac->c.flags & (REDIS_SUBSCRIBED | REDIS_MONITORING)))
         return NULL;
-    if (view_name(v, name) == 0 || name_is(name, hr_async_multi))
+    if (view_name(v, name) == 0 || name_is(name, hr_async_multi, &hr_first_async_multi))
         return NULL;
     s = span_detached();
     if (s == NULL)
