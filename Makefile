@@ -104,8 +104,9 @@ $(O)/pic/%.o: %.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(BASE_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
 
-$(O)/pic/ldprof.o: $(LDPROF_OBJS) preload/hot.ld
+$(O)/pic/ldprof.o: $(LDPROF_OBJS) preload/hot.ld preload/check-hot.sh
 	@echo "  LD -r   $@"
+	$(Q)sh preload/check-hot.sh preload/hot.ld $(LDPROF_SRCS) $(wildcard preload/*.h)
 	$(Q)$(LD) -r -T preload/hot.ld -o $@ $(LDPROF_OBJS)
 
 $(LIBLDPROF): $(O)/pic/ldprof.o preload/libldprof.map

@@ -163,7 +163,7 @@ Test(preload_tlv, header_lengths)
     cr_assert_eq(h.dropped, 7);
     cr_assert_eq(h.reserved, 0);
     cr_assert_leq(32 + LDPROF_PROC_MAX + LDPROF_BUF_CAP, LDPROF_WIRE_MAX_DGRAM,
-                  "a full thread buffer fits one datagram");
+                  "a datagram's worth of records (LDPROF_BUF_CAP) fits one datagram");
 }
 
 Test(preload_tlv, full_buffer_drops_and_counts)
