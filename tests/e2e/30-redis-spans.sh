@@ -27,6 +27,13 @@
 # spans carry its key and an integer reply;
 # no argument value appears in it.  d records no redis span.  e adds
 # redis.args.
+#
+# Then `redis_client --classify` (hooks/hiredis.c's command lists: keyless,
+# subcommand, secret, EVAL/EVALSHA, async SUBSCRIBE) runs without the
+# preload (ka), traced (kc) and traced with LDPROF_RECORD_VALUES=1 (ke):
+# same stdout; each span's command, subcommand, script, key and args are
+# the expected ones, the async SUBSCRIBE has no span and no secret
+# command's argument is recorded.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_services redis
 ldprof_need
@@ -44,18 +51,21 @@ done
 # run NAME VAR=VALUE...: the client with those variables (LD_PRELOAD among
 # them or not); stdout in $E2E_TMP/NAME.out, stderr in NAME.err, the trace id
 # it printed (profile mode) in TRACE
+MODE=() # the client's options (--classify)
 run() {
     local name=$1 rc
     shift
-    env "$@" "$CLIENT" "$LDPROF_TEST_REDIS_URI" >"$E2E_TMP/$name.out" 2>"$E2E_TMP/$name.err"
+    env "$@" "$CLIENT" "${MODE[@]}" "$LDPROF_TEST_REDIS_URI" >"$E2E_TMP/$name.out" 2>"$E2E_TMP/$name.err"
     rc=$?
     [ $rc = 0 ] || { REQ="redis_client ($name)" STATUS="" BODY=$(cat "$E2E_TMP/$name.out" "$E2E_TMP/$name.err"); fail "exit status $rc"; }
     TRACE=$(sed -n 's/^Trace ID: //p' "$E2E_TMP/$name.err" | head -n 1)
 }
 
+# same_out NAME [REF]: NAME printed what REF (default a) printed
 same_out() {
-    cmp -s "$E2E_TMP/a.out" "$E2E_TMP/$1.out" ||
-        { REQ="diff a.out $1.out" STATUS="" BODY=$(diff "$E2E_TMP/a.out" "$E2E_TMP/$1.out"); fail "run $1 printed other results"; }
+    local ref=${2:-a}
+    cmp -s "$E2E_TMP/$ref.out" "$E2E_TMP/$1.out" ||
+        { REQ="diff $ref.out $1.out" STATUS="" BODY=$(diff "$E2E_TMP/$ref.out" "$E2E_TMP/$1.out"); fail "run $1 printed other results"; }
 }
 
 step "a: without the preload"
@@ -183,5 +193,106 @@ for ((i = 0; i < 32; i++)); do PIPE40ARGS+='"-", '; done
 jq_expect "$FE" "$JQ_SPANS $MAIN [spans | main] | sort_by(.start.timestamp) | map(.start.info.redis.args // \"-\" | sub(\"ldprof:rc:[0-9]+:\"; \"K:\"; \"g\"))" \
     "[\"v\\u0000alue\", \"-\", \"a b\", \"-\", \"0 -1\", \"-\", \"-\", \"async-value\", \"-\", \"K:list K:missing\", \"-\", \"-\", ${PIPE40ARGS}\"-\", \"-\", \"-\"]" \
     "redis.args in order (record_values)"
+
+MODE=(--classify)
+step "classify: without the preload"
+run ka
+grep -qx 'failures: 0' "$E2E_TMP/ka.out" || { REQ="ka" STATUS="" BODY=$(cat "$E2E_TMP/ka.out"); fail "the client saw failures"; }
+SHA=$(sed -n 's/^SCRIPT LOAD: \([0-9a-f]\{40\}\)$/\1/p' "$E2E_TMP/ka.out")
+[ -n "$SHA" ] || { REQ="ka" STATUS="" BODY=$(cat "$E2E_TMP/ka.out"); fail "no SCRIPT LOAD digest printed"; }
+DB=0
+[[ $LDPROF_TEST_REDIS_URI =~ /([0-9]+)$ ]] && DB=${BASH_REMATCH[1]}
+
+collector_start k
+PRE=(LD_PRELOAD="$LDPROF_LIB" LDPROF_CONFIG="$E2E_TMP/empty.ini" LDPROF_COLLECTOR="$COLL_SOCK"
+    LDPROF_PROFILE="k30-$E2E_ID" LDPROF_SERVICE=redis-client-30)
+step "classify: traced (kc), traced with record_values (ke)"
+run kc "${PRE[@]}"
+same_out kc ka
+TRACE_KC=$TRACE
+run ke "${PRE[@]}" LDPROF_RECORD_VALUES=1
+same_out ke ka
+TRACE_KE=$TRACE
+collector_stop k
+
+# command|subcommand|script|key|shape|args with record_values, in order of
+# start (SHA: the script's digest, K: the keys' prefix; - none).  Each list's
+# first letters have ordinary commands too (APPEND/AUTH, COPY/CONFIG,
+# EXISTS/ECHO/EVAL, HSET/HELLO, MSET/MIGRATE, SUBSTR/SUBSCRIBE...), some
+# names are lower-case in the call (echo, append, config, evalsha).
+KEXPECT=$(jq -R -s -c 'split("\n") | map(select(length > 0) | split("|"))' <<EOF
+SELECT|-|-|-|-|$DB
+PING|-|-|-|-|hello
+ECHO|-|-|-|-|hello
+ECHO|-|-|-|-|hello
+AUTH|-|-|-|-|-
+HELLO|-|-|-|-|-
+WAIT|-|-|-|-|0 0
+PUBLISH|-|-|-|-|K:chan hello
+UNSUBSCRIBE|-|-|-|-|K:chan
+INFO|-|-|-|-|server
+SET|-|-|K:str|-|value
+APPEND|-|-|K:str|-|-more
+HSET|-|-|K:hash|-|field hvalue
+MSET|-|-|K:m|-|mvalue
+COPY|-|-|K:str|-|K:copy
+EXISTS|-|-|K:str|-|1 K:copy
+PFADD|-|-|K:hll|-|a
+LPUSH|-|-|K:list|-|a
+TTL|-|-|K:str|-|-
+INCR|-|-|K:n|-|-
+BITCOUNT|-|-|K:str|-|-
+UNLINK|-|-|K:hll|-|-
+WATCH|-|-|K:str|-|-
+RPUSH|-|-|K:list|-|b
+DECR|-|-|K:n|-|-
+SUBSTR|-|-|K:str|-|0 1
+SCRIPT|LOAD|-|-|-|LOAD return redis.call('GET',KEYS[1])
+SCRIPT|EXISTS|-|-|-|EXISTS SHA
+CONFIG|GET|-|-|-|-
+CONFIG|GET|-|-|-|-
+CLIENT|SETNAME|-|-|-|SETNAME ldprof-rc
+CLUSTER|INFO|-|-|-|INFO
+COMMAND|COUNT|-|-|-|COUNT
+SLOWLOG|LEN|-|-|-|LEN
+LATENCY|LATEST|-|-|-|LATEST
+MODULE|LIST|-|-|-|LIST
+ACL|WHOAMI|-|-|-|-
+PUBSUB|NUMPAT|-|-|-|NUMPAT
+DEBUG|HELP|-|-|-|HELP
+MEMORY|USAGE|-|-|-|USAGE K:str
+FUNCTION|LIST|-|-|-|LIST
+EVAL|-|-|-|-|return 1 0
+EVAL|-|-|K:str|-|-
+EVALSHA|-|SHA|K:str|-|-
+EVALSHA|-|SHA|K:str|-|-
+EVALSHA_RO|-|SHA|K:str|-|-
+EVAL_RO|-|-|-|-|return 1 0
+EVALSHA|-|SHA|-|-|SHA 0
+MIGRATE|-|-|127.0.0.1|-|-
+ECHO|-|-|-|async|hello
+PUBLISH|-|-|-|-|K:chan news
+DEL|-|-|K:str|-|K:copy K:hash K:m K:list K:n
+EOF
+)
+KSUMMARY="$JQ_SPANS [spans] | sort_by(.start.timestamp) | map((.start.info.redis) as \$s | [
+    \$s.command, (\$s.subcommand // \"-\"), (if \$s.script == \"$SHA\" then \"SHA\" else \$s.script // \"-\" end),
+    ((\$s.key // \"-\") | sub(\"^ldprof:rc:[0-9]+:\"; \"K:\")),
+    (if \$s.pipelined == 1 then \"pipe\" elif \$s.async == 1 then \"async\" else \"-\" end),
+    ((\$s.args // \"-\") | gsub(\"ldprof:rc:[0-9]+:\"; \"K:\") | gsub(\"$SHA\"; \"SHA\"))])"
+for t in kc ke; do
+    [ "$t" = kc ] && id=$TRACE_KC || id=$TRACE_KE
+    [ -n "$id" ] && [ -s "$COLL_DIR/$id.json" ] || { REQ="(dump of $t)" STATUS="" BODY=$(dumps); fail "no dump for $t"; }
+    want=$KEXPECT
+    [ "$t" = kc ] && want=$(jq -c 'map(.[5] = "-")' <<<"$KEXPECT")
+    step "classify $t: command, subcommand, script, key, shape, args of every span"
+    jq_expect "$COLL_DIR/$id.json" "$KSUMMARY" "$want" "redis spans of --classify in order ($t)"
+done
+step "classify ke: no secret argument anywhere in the dump"
+for v in ldprof-secret-pw ldprof-hello-secret maxmemory; do
+    if grep -q -- "$v" "$COLL_DIR/$TRACE_KE.json"; then
+        REQ="grep $v $COLL_DIR/$TRACE_KE.json" STATUS="" BODY=$(_jq_file_summary "$COLL_DIR/$TRACE_KE.json"); fail "secret value $v recorded"
+    fi
+done
 
 echo "PASS"

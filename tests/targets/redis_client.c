@@ -2,8 +2,8 @@
  * tests/targets/redis_client.c - a fixed sequence of hiredis calls, for the
  * `redis` span tests (tests/e2e/30-redis-spans.sh).
  *
- * Usage: redis_client [URI]   (default $LDPROF_TEST_REDIS_URI,
- *                              redis://HOST:PORT[/DB])
+ * Usage: redis_client [--classify] [URI]   (default $LDPROF_TEST_REDIS_URI,
+ *                                           redis://HOST:PORT[/DB])
  *
  * Every reply is printed in a canonical text form on stdout, one line per
  * step, so that runs without the preload, with enabled=0 and traced can be
@@ -31,6 +31,17 @@
  *
  * Keys are prefixed with "ldprof:rc:<pid>:" so runs never collide.
  * Exit status: 0 when every step behaved as expected, 1 otherwise.
+ *
+ * redis_client --classify [URI] runs another sequence instead, for the
+ * hook's command classification (hooks/hiredis.c add_start_fields: the
+ * keyless, subcommand and secret lists, EVAL/EVALSHA): commands of each
+ * list, ordinary commands with the same first letters (the lists' first
+ * letter masks) or near names (EXISTS with EVAL's numkeys shape, SUBSTR,
+ * APPEND, COPY...), lower-case names, then an async ECHO (traced) and an
+ * async SUBSCRIBE (untraced: its callback runs more than once) with a
+ * PUBLISH the subscription receives.  Only the reply types are printed
+ * (INFO, HELLO... carry per-run values), except the SCRIPT LOAD digest.
+ * tests/e2e/30-redis-spans.sh lists the spans it expects.
  */
 #include <errno.h>
 #include <poll.h>
@@ -271,11 +282,219 @@ static void run_threads(const char *host, int port, int db, redisContext *c)
     expect_type("DEL threads", redisCommandArgv(c, NTHREADS + 1, argv, NULL), REDIS_REPLY_INTEGER);
 }
 
+/* ------------------------------------------------------------ classify mode */
+
+static const char *reply_kind(const redisReply *r)
+{
+    static const char *const kinds[] = {NULL, "string", "array", "integer", "nil", "status", "error"};
+
+    if (r == NULL)
+        return "NULL";
+    return r->type >= 1 && r->type <= 6 ? kinds[r->type] : "other";
+}
+
+/* Print @what and the type of @r; a failure unless it is @type (-1: any
+ * type but none). */
+static void expect_kind(const char *what, redisReply *r, int type)
+{
+    printf("%s: %s\n", what, reply_kind(r));
+    if (r == NULL || (type != -1 && r->type != type)) {
+        fprintf(stderr, "redis_client: %s: unexpected reply %s\n", what,
+                r && r->type == REDIS_REPLY_ERROR ? r->str : reply_kind(r));
+        failures++;
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
+/* redisCommandArgv with its arguments listed: ARGV(c, "EVAL", "return 1", "0") */
+#define ARGV(c, ...)                                                                      \
+    redisCommandArgv((c), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)), \
+                     (const char *[]){__VA_ARGS__}, NULL)
+
+static int sub_msgs, echo_done;
+
+static void on_echo(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    (void)privdata;
+    print_reply("async ECHO", reply, 0);
+    if (reply == NULL)
+        failures++;
+    echo_done++;
+}
+
+/* Subscription callback: the confirmation, then the message (and NULL
+ * when the context is freed). */
+static void on_sub(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *r = reply;
+
+    (void)ac;
+    (void)privdata;
+    if (r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING)
+        printf("async SUBSCRIBE: %s\n", r->element[0]->str);
+    else
+        failures++;
+    sub_msgs++;
+}
+
+/* Drive @ac (the hand-made loop of run_async) until *@count reaches @want. */
+static void async_drive(redisAsyncContext *ac, const int *count, int want)
+{
+    for (int steps = 0; *count < want && steps < 1000; steps++) {
+        struct pollfd pfd = {ac->c.fd, 0, 0};
+        if (want_read)
+            pfd.events |= POLLIN;
+        if (want_write)
+            pfd.events |= POLLOUT;
+        if (poll(&pfd, 1, 2000) <= 0) {
+            fprintf(stderr, "redis_client: async poll timeout\n");
+            failures++;
+            return;
+        }
+        if (pfd.revents & POLLOUT)
+            redisAsyncHandleWrite(ac);
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+            redisAsyncHandleRead(ac);
+    }
+}
+
+static int run_classify(const char *host, int port, int db)
+{
+    static const char script[] = "return redis.call('GET',KEYS[1])";
+    char ks[96], kc[96], kh[96], km[96], kl[96], kn[96], kp[96], kch[96], kx[96], dbs[16], sha[48] = "";
+    redisAsyncContext *ac;
+    redisContext *c;
+    redisReply *r;
+    int pid = (int)getpid();
+
+    snprintf(ks, sizeof(ks), "ldprof:rc:%d:str", pid);
+    snprintf(kc, sizeof(kc), "ldprof:rc:%d:copy", pid);
+    snprintf(kh, sizeof(kh), "ldprof:rc:%d:hash", pid);
+    snprintf(km, sizeof(km), "ldprof:rc:%d:m", pid);
+    snprintf(kl, sizeof(kl), "ldprof:rc:%d:list", pid);
+    snprintf(kn, sizeof(kn), "ldprof:rc:%d:n", pid);
+    snprintf(kp, sizeof(kp), "ldprof:rc:%d:hll", pid);
+    snprintf(kch, sizeof(kch), "ldprof:rc:%d:chan", pid);
+    snprintf(kx, sizeof(kx), "ldprof:rc:%d:missing", pid);
+    c = redisConnect(host, port);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "redis_client: connect: %s\n", c ? c->errstr : "NULL");
+        return -1;
+    }
+
+    /* keyless commands with an argument (no redis.key) */
+    snprintf(dbs, sizeof(dbs), "%d", db);
+    expect_kind("SELECT", redisCommand(c, "SELECT %s", dbs), REDIS_REPLY_STATUS);
+    expect_kind("PING", redisCommand(c, "PING hello"), REDIS_REPLY_STRING);
+    expect_kind("ECHO", redisCommand(c, "ECHO hello"), REDIS_REPLY_STRING);
+    expect_kind("echo", redisCommand(c, "echo hello"), REDIS_REPLY_STRING);
+    /* (no password configured: an error reply) */
+    expect_kind("AUTH", redisCommand(c, "AUTH ldprof-secret-pw"), REDIS_REPLY_ERROR);
+    expect_kind("HELLO", redisCommand(c, "HELLO 2 SETNAME ldprof-hello-secret"), REDIS_REPLY_ARRAY);
+    expect_kind("WAIT", redisCommand(c, "WAIT 0 0"), REDIS_REPLY_INTEGER);
+    expect_kind("PUBLISH", redisCommand(c, "PUBLISH %s hello", kch), REDIS_REPLY_INTEGER);
+    expect_kind("UNSUBSCRIBE", redisCommand(c, "UNSUBSCRIBE %s", kch), REDIS_REPLY_ARRAY);
+    expect_kind("INFO", redisCommand(c, "INFO server"), REDIS_REPLY_STRING);
+
+    /* ordinary commands: same first letters as list entries, near names */
+    expect_kind("SET", redisCommand(c, "SET %s value", ks), REDIS_REPLY_STATUS);
+    expect_kind("append", redisCommand(c, "append %s -more", ks), REDIS_REPLY_INTEGER);
+    expect_kind("HSET", redisCommand(c, "HSET %s field hvalue", kh), REDIS_REPLY_INTEGER);
+    expect_kind("MSET", redisCommand(c, "MSET %s mvalue", km), REDIS_REPLY_STATUS);
+    expect_kind("COPY", redisCommand(c, "COPY %s %s", ks, kc), REDIS_REPLY_INTEGER);
+    expect_kind("EXISTS", redisCommand(c, "EXISTS %s 1 %s", ks, kc), REDIS_REPLY_INTEGER);
+    expect_kind("PFADD", redisCommand(c, "PFADD %s a", kp), REDIS_REPLY_INTEGER);
+    expect_kind("LPUSH", redisCommand(c, "LPUSH %s a", kl), REDIS_REPLY_INTEGER);
+    expect_kind("TTL", redisCommand(c, "TTL %s", ks), REDIS_REPLY_INTEGER);
+    expect_kind("INCR", redisCommand(c, "INCR %s", kn), REDIS_REPLY_INTEGER);
+    expect_kind("BITCOUNT", redisCommand(c, "BITCOUNT %s", ks), REDIS_REPLY_INTEGER);
+    expect_kind("UNLINK", redisCommand(c, "UNLINK %s", kp), REDIS_REPLY_INTEGER);
+    expect_kind("WATCH", redisCommand(c, "WATCH %s", ks), REDIS_REPLY_STATUS);
+    expect_kind("RPUSH", redisCommand(c, "RPUSH %s b", kl), REDIS_REPLY_INTEGER);
+    expect_kind("DECR", redisCommand(c, "DECR %s", kn), REDIS_REPLY_INTEGER);
+    expect_kind("SUBSTR", redisCommand(c, "SUBSTR %s 0 1", ks), REDIS_REPLY_STRING);
+
+    /* subcommands (and no key) */
+    r = redisCommand(c, "SCRIPT LOAD %s", script);
+    if (r != NULL && r->type == REDIS_REPLY_STRING && r->len < sizeof(sha)) {
+        memcpy(sha, r->str, r->len + 1);
+        printf("SCRIPT LOAD: %s\n", sha);
+        freeReplyObject(r);
+    } else {
+        expect_kind("SCRIPT LOAD", r, REDIS_REPLY_STRING);
+    }
+    expect_kind("SCRIPT EXISTS", redisCommand(c, "SCRIPT EXISTS %s", sha), REDIS_REPLY_ARRAY);
+    expect_kind("CONFIG GET", redisCommand(c, "CONFIG GET maxmemory"), REDIS_REPLY_ARRAY);
+    expect_kind("config get", redisCommand(c, "config get maxmemory"), REDIS_REPLY_ARRAY);
+    expect_kind("CLIENT SETNAME", redisCommand(c, "CLIENT SETNAME ldprof-rc"), REDIS_REPLY_STATUS);
+    /* (cluster support disabled: an error reply) */
+    expect_kind("CLUSTER INFO", redisCommand(c, "CLUSTER INFO"), REDIS_REPLY_ERROR);
+    expect_kind("COMMAND COUNT", redisCommand(c, "COMMAND COUNT"), REDIS_REPLY_INTEGER);
+    expect_kind("SLOWLOG LEN", redisCommand(c, "SLOWLOG LEN"), REDIS_REPLY_INTEGER);
+    expect_kind("LATENCY LATEST", redisCommand(c, "LATENCY LATEST"), REDIS_REPLY_ARRAY);
+    expect_kind("MODULE LIST", redisCommand(c, "MODULE LIST"), REDIS_REPLY_ARRAY);
+    expect_kind("ACL WHOAMI", redisCommand(c, "ACL WHOAMI"), REDIS_REPLY_STRING);
+    expect_kind("PUBSUB NUMPAT", redisCommand(c, "PUBSUB NUMPAT"), REDIS_REPLY_INTEGER);
+    /* (an array or, where the DEBUG command is disabled, an error) */
+    expect_kind("DEBUG HELP", redisCommand(c, "DEBUG HELP"), -1);
+    expect_kind("MEMORY USAGE", redisCommand(c, "MEMORY USAGE %s", ks), REDIS_REPLY_INTEGER);
+    expect_kind("FUNCTION LIST", redisCommand(c, "FUNCTION LIST"), REDIS_REPLY_ARRAY);
+
+    /* scripts: EVALSHA names its script, EVAL does not; keys after numkeys */
+    expect_kind("EVAL 0", ARGV(c, "EVAL", "return 1", "0"), REDIS_REPLY_INTEGER);
+    expect_kind("EVAL 1", ARGV(c, "EVAL", script, "1", ks), REDIS_REPLY_STRING);
+    expect_kind("EVALSHA", redisCommand(c, "EVALSHA %s 1 %s", sha, ks), REDIS_REPLY_STRING);
+    expect_kind("evalsha", ARGV(c, "evalsha", sha, "1", ks), REDIS_REPLY_STRING);
+    expect_kind("EVALSHA_RO", redisCommand(c, "EVALSHA_RO %s 1 %s", sha, ks), REDIS_REPLY_STRING);
+    expect_kind("EVAL_RO", ARGV(c, "EVAL_RO", "return 1", "0"), REDIS_REPLY_INTEGER);
+    /* (no KEYS[1]: the script fails, an error reply) */
+    expect_kind("EVALSHA 0", redisCommand(c, "EVALSHA %s 0", sha), REDIS_REPLY_ERROR);
+
+    /* secret (no key missing: NOKEY before any connection) */
+    expect_kind("MIGRATE", redisCommand(c, "MIGRATE 127.0.0.1 1 %s 0 1000", kx), REDIS_REPLY_STATUS);
+
+    /* async: ECHO traced, SUBSCRIBE not; the PUBLISH reaches it */
+    ac = redisAsyncConnect(host, port);
+    if (ac == NULL || ac->err) {
+        fprintf(stderr, "redis_client: async connect: %s\n", ac ? ac->errstr : "NULL");
+        failures++;
+    } else {
+        ac->ev.data = ac;
+        ac->ev.addRead = ev_add_read;
+        ac->ev.delRead = ev_del_read;
+        ac->ev.addWrite = ev_add_write;
+        ac->ev.delWrite = ev_del_write;
+        ac->ev.cleanup = ev_cleanup;
+        want_write = 1;
+        if (redisAsyncCommand(ac, on_echo, NULL, "ECHO hello") != REDIS_OK ||
+            redisAsyncCommand(ac, on_sub, NULL, "SUBSCRIBE %s", kch) != REDIS_OK)
+            failures++;
+        async_drive(ac, &echo_done, 1);
+        async_drive(ac, &sub_msgs, 1);
+        expect_kind("PUBLISH to async", redisCommand(c, "PUBLISH %s news", kch), REDIS_REPLY_INTEGER);
+        async_drive(ac, &sub_msgs, 2);
+        if (echo_done != 1 || sub_msgs != 2)
+            failures++;
+        redisAsyncFree(ac);
+    }
+
+    expect_kind("DEL", redisCommand(c, "DEL %s %s %s %s %s %s", ks, kc, kh, km, kl, kn),
+                REDIS_REPLY_INTEGER);
+    redisFree(c);
+    printf("failures: %d\n", failures);
+    return failures ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
 {
-    const char *uri = argc > 1 ? argv[1] : getenv("LDPROF_TEST_REDIS_URI");
+    int classify = argc > 1 && strcmp(argv[1], "--classify") == 0;
+    const char *uri = argc > 1 + classify ? argv[1 + classify] : getenv("LDPROF_TEST_REDIS_URI");
     char host[256], k1[96], k2[96], k3[96], k4[96];
     int port, db;
     redisContext *c;
@@ -283,10 +502,12 @@ int main(int argc, char **argv)
     void *rep;
 
     if (uri == NULL || parse_uri(uri, host, sizeof(host), &port, &db) != 0) {
-        fprintf(stderr, "usage: redis_client redis://HOST:PORT[/DB]\n");
+        fprintf(stderr, "usage: redis_client [--classify] redis://HOST:PORT[/DB]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (classify)
+        return run_classify(host, port, db);
     signal(SIGPIPE, SIG_IGN); /* step 8 writes to a closed connection */
     snprintf(k1, sizeof(k1), "ldprof:rc:%d:str", (int)getpid());
     snprintf(k2, sizeof(k2), "ldprof:rc:%d:list", (int)getpid());
