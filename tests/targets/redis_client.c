@@ -141,6 +141,28 @@ static void ev_add_write(void *d) { (void)d; want_write = 1; }
 static void ev_del_write(void *d) { (void)d; want_write = 0; }
 static void ev_cleanup(void *d) { (void)d; want_read = want_write = 0; }
 
+/* One turn of the hand-made event loop: wait for what hiredis asked for,
+ * then let it write and read.  0, or -1 (counted as a failure) on a 2 s
+ * timeout. */
+static int async_step(redisAsyncContext *ac)
+{
+    struct pollfd pfd = {ac->c.fd, 0, 0};
+    if (want_read)
+        pfd.events |= POLLIN;
+    if (want_write)
+        pfd.events |= POLLOUT;
+    if (poll(&pfd, 1, 2000) <= 0) {
+        fprintf(stderr, "redis_client: async poll timeout\n");
+        failures++;
+        return -1;
+    }
+    if (pfd.revents & POLLOUT)
+        redisAsyncHandleWrite(ac);
+    if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+        redisAsyncHandleRead(ac);
+    return 0;
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -183,22 +205,8 @@ static int run_async(const char *host, int port, int db, const char *key)
         async_pending++;
 
     /* A hand-made event loop: connect completion, write, read. */
-    while (async_pending > 0 && steps++ < 1000) {
-        struct pollfd pfd = {ac->c.fd, 0, 0};
-        if (want_read)
-            pfd.events |= POLLIN;
-        if (want_write)
-            pfd.events |= POLLOUT;
-        if (poll(&pfd, 1, 2000) <= 0) {
-            fprintf(stderr, "redis_client: async poll timeout\n");
-            failures++;
-            break;
-        }
-        if (pfd.revents & POLLOUT)
-            redisAsyncHandleWrite(ac);
-        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
-            redisAsyncHandleRead(ac);
-    }
+    while (async_pending > 0 && steps++ < 1000 && async_step(ac) == 0)
+        ;
     redisAsyncFree(ac);
     return 0;
 }
@@ -344,22 +352,8 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata)
 /* Drive @ac (the hand-made loop of run_async) until *@count reaches @want. */
 static void async_drive(redisAsyncContext *ac, const int *count, int want)
 {
-    for (int steps = 0; *count < want && steps < 1000; steps++) {
-        struct pollfd pfd = {ac->c.fd, 0, 0};
-        if (want_read)
-            pfd.events |= POLLIN;
-        if (want_write)
-            pfd.events |= POLLOUT;
-        if (poll(&pfd, 1, 2000) <= 0) {
-            fprintf(stderr, "redis_client: async poll timeout\n");
-            failures++;
-            return;
-        }
-        if (pfd.revents & POLLOUT)
-            redisAsyncHandleWrite(ac);
-        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
-            redisAsyncHandleRead(ac);
-    }
+    for (int steps = 0; *count < want && steps < 1000 && async_step(ac) == 0; steps++)
+        ;
 }
 
 static int run_classify(const char *host, int port, int db)
