@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 
 #include "events.h"
+#include "json.h"
+#include "store.h"
 #include "trace.h"
 
 /* A process block shared by the records of its datagrams. */
@@ -268,5 +270,84 @@ int coll_trace_realize(struct coll_trace *t)
         off += ent_size(e->len);
     }
     coll_raw_free(r);
+    return rc;
+}
+
+static void put_le(char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (char)(unsigned char)(v >> (8 * i));
+}
+
+/* Close the datagram entry that starts at out->p + f (its frame head):
+ * fill in the lengths and the record count, add the "\n". */
+static int dgram_close(struct coll_buf *out, size_t f, uint32_t nrec)
+{
+    if (out->oom)
+        return -1;
+    size_t len = out->len - f - 8;
+    put_le(out->p + f + 4, len, 4);       /* frame: datagram bytes */
+    put_le(out->p + f + 8 + 8, len, 4);   /* hdr.len */
+    put_le(out->p + f + 8 + 16, nrec, 4); /* hdr.nrec */
+    return coll_buf_addc(out, '\n');
+}
+
+int coll_trace_journal_entries(const struct coll_trace *t, struct coll_buf *out)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (coll_trace_journal_line(t, i, out) < 0 || coll_buf_addc(out, '\n') < 0)
+            return -1;
+    const struct coll_raw *r = t->raw;
+    if (!r)
+        return 0;
+    const struct rproc *cur = NULL;
+    uint32_t cur_pid = 0, nrec = 0;
+    size_t f = 0, dlen = 0;
+    for (size_t off = 0; off < r->used;) {
+        const struct rent *e = (const struct rent *)(const void *)(r->data + off);
+        if (nrec &&
+            (e->proc != cur || e->pid != cur_pid || dlen + e->len > LDPROF_WIRE_MAX_DGRAM)) {
+            if (dgram_close(out, f, nrec) < 0)
+                return -1;
+            nrec = 0;
+        }
+        if (!nrec) {
+            /* Frame head and datagram header; lengths and nrec filled in by
+             * dgram_close.  dropped is 0: a replay does not read it. */
+            char head[8 + sizeof(struct ldprof_wire_hdr)];
+            memset(head, 0, sizeof head);
+            memcpy(head, COLL_JOURNAL_DGRAM_MAGIC, 4);
+            put_le(head + 8, LDPROF_WIRE_MAGIC, 4);
+            put_le(head + 8 + 4, LDPROF_WIRE_VERSION, 2);
+            put_le(head + 8 + 6, LDPROF_MSG_SPANS, 2);
+            put_le(head + 8 + 12, e->pid, 4);
+            put_le(head + 8 + 20, e->proc->len, 2);
+            f = out->len;
+            coll_buf_add(out, head, sizeof head);
+            coll_buf_add(out, e->proc->bytes, e->proc->len);
+            cur = e->proc;
+            cur_pid = e->pid;
+            dlen = sizeof(struct ldprof_wire_hdr) + e->proc->len;
+        }
+        coll_buf_add(out, (const unsigned char *)(e + 1), e->len);
+        dlen += e->len;
+        nrec++;
+        off += ent_size(e->len);
+    }
+    return dgram_close(out, f, nrec);
+}
+
+int coll_trace_take(struct coll_trace *t, const struct coll_dec *d, const struct coll_span *sp,
+                    const char *host)
+{
+    if (!t->max_spans || t->n + coll_raw_count(t) < t->max_spans)
+        return coll_raw_add(t, d, sp) < 0 ? COLL_TAKE_OOM : 0;
+    json_t *start = NULL, *stop = NULL;
+    int rc = 0;
+    if (coll_events_build(&d->proc, d->hdr.pid, sp, host, &start, &stop) < 0 ||
+        coll_trace_add_span(t, start, stop) < 0)
+        rc = COLL_TAKE_BAD;
+    json_decref(start);
+    json_decref(stop);
     return rc;
 }

@@ -17,7 +17,9 @@
  *
  * Records are copied into chunks owned by the trace; the process block of
  * their datagram (host, service, project) is shared between records (one
- * copy per distinct block, reference counted).
+ * copy per distinct block, reference counted).  A journal compaction
+ * writes them back as datagrams (coll_trace_journal_entries), again
+ * without building their events.
  *
  * Not thread-safe (the daemon has one thread).
  */
@@ -29,6 +31,7 @@
 
 #include "decode.h"
 
+struct coll_buf;
 struct coll_trace;
 struct coll_raw;
 
@@ -60,6 +63,30 @@ struct coll_rawrec {
 /* Fill v[0 .. coll_raw_count(t)) with the held records of `t` in arrival
  * order (pointing into t's memory: valid until the trace changes). */
 void coll_raw_records(const struct coll_trace *t, struct coll_rawrec *v);
+
+/* Append the journal entries of every span `t` holds (docs/formats.md §4,
+ * compaction), in the order a replay must add them: one JSON line per
+ * realized span (coll_trace_journal_line, i < t->n), then its held records
+ * as framed datagram entries ("\x1eLDG", length, datagram, "\n"), each
+ * datagram a header, the records' process block and a run of consecutive
+ * records sharing that block and pid, split so that none exceeds
+ * LDPROF_WIRE_MAX_DGRAM.  Replaying them (coll_decode, then the records in
+ * order) holds the same records again, in the same order, without ever
+ * building their events.  Returns 0, or -1 (out of memory; `out` may hold
+ * part of the entries). */
+int coll_trace_journal_entries(const struct coll_trace *t, struct coll_buf *out);
+
+/* Add span `sp` of the accepted datagram `d` to `t` the way the daemon
+ * does (and a replay of its journal entry does again): held as its wire
+ * record while t is below its span limit (t->n + held < t->max_spans, or no
+ * limit), else as its events through coll_trace_add_span (which applies the
+ * limit, counting a cut span in t->cut_spans).  `host` is the info.host of
+ * events whose process block has none.  Returns 0, COLL_TAKE_OOM (nothing
+ * held) or COLL_TAKE_BAD (the events could not be built or added). */
+#define COLL_TAKE_OOM 1
+#define COLL_TAKE_BAD 2
+int coll_trace_take(struct coll_trace *t, const struct coll_dec *d, const struct coll_span *sp,
+                    const char *host);
 
 /* The info.host of events whose process block has none (coll_ingest_init). */
 const char *coll_ingest_host(void);

@@ -533,7 +533,14 @@ out:
 }
 
 /* Rewrite the journal with the spans still in memory.  Only after every
- * flushed dump is durable (caller ran coll_store_sync_dir). */
+ * flushed dump is durable (caller ran coll_store_sync_dir).
+ *
+ * Each trace's spans are written as coll_trace_journal_entries() gives
+ * them: its held wire records (the usual case) as datagram entries copied
+ * from the records, without building their events; spans already realized
+ * (merged, re-read from journal lines, past the span limit) as JSON lines.
+ * A trace's entries hold only its spans, so its jbytes is exactly their
+ * size and pending_jbytes the new journal's. */
 static void journal_compact(struct srv *s)
 {
     if (s->ntraces == 0) {
@@ -542,40 +549,42 @@ static void journal_compact(struct srv *s)
                      coll_logq(strerror(errno)));
         return;
     }
+    uint64_t t0 = now_ms();
     struct coll_buf b;
     coll_buf_init(&b);
-    /* Held wire records become spans first: the lines cover every span. */
-    for (size_t i = 0; i < s->ns; i++)
-        if (s->ts[i].t && coll_trace_realize(s->ts[i].t) < 0)
+    uint64_t *sz = malloc(s->ns * sizeof *sz); /* each slot's bytes */
+    if (!sz) {
+        b.oom = 1;
+        goto fail;
+    }
+    for (size_t i = 0; i < s->ns; i++) {
+        size_t at = b.len;
+        if (s->ts[i].t && coll_trace_journal_entries(s->ts[i].t, &b) < 0) {
+            b.oom = 1;
             goto fail;
-    for (size_t i = 0; i < s->ns; i++)
-        for (struct coll_trace *t = s->ts[i].t; t; t = NULL)
-            for (size_t k = 0; k < t->n; k++)
-                if (coll_trace_journal_line(t, k, &b) < 0 || coll_buf_addc(&b, '\n') < 0)
-                    goto fail;
+        }
+        sz[i] = b.len - at;
+    }
     if (coll_store_journal_replace(&s->store, b.p ? b.p : "", b.len) < 0)
         goto fail;
-    /* The journal now holds exactly one line per span in memory: make the
-     * byte accounting exact again (duplicates were merged). */
+    /* The journal now holds exactly the spans in memory: make the byte
+     * accounting exact again (the shares of datagrams received for several
+     * traces, and of realized duplicates, are gone). */
     s->pending_jbytes = 0;
     for (size_t i = 0; i < s->ns; i++)
-        for (struct coll_trace *t = s->ts[i].t; t; t = NULL) {
-            struct coll_buf one;
-            coll_buf_init(&one);
-            for (size_t k = 0; k < t->n; k++) {
-                coll_trace_journal_line(t, k, &one);
-                coll_buf_addc(&one, '\n');
-            }
-            t->jbytes = one.len;
-            s->pending_jbytes += one.len;
-            coll_buf_free(&one);
+        if (s->ts[i].t) {
+            s->ts[i].t->jbytes = sz[i];
+            s->pending_jbytes += sz[i];
         }
-    coll_log(COLL_LOG_INFO, "event=journal_compacted bytes=%zu traces=%zu", b.len, s->ntraces);
+    coll_log(COLL_LOG_INFO, "event=journal_compacted bytes=%zu traces=%zu ms=%llu", b.len,
+             s->ntraces, (unsigned long long)(now_ms() - t0));
+    free(sz);
     coll_buf_free(&b);
     return;
 fail:
     coll_log(COLL_LOG_ERROR, "event=journal_compact_error error=%s",
              coll_logq(b.oom ? "out of memory" : strerror(errno)));
+    free(sz);
     coll_buf_free(&b);
 }
 
@@ -898,21 +907,11 @@ static int add_span(struct srv *s, const struct coll_dec *d, const struct coll_s
     const char *base_id = t->base_id;
     size_t before = t->n + coll_raw_count(t);
     uint64_t cut0 = t->cut_spans;
-    int lost = 0;
-    if (!t->max_spans || before < t->max_spans) {
-        if (coll_raw_add(t, d, sp) < 0) {
-            coll_log(COLL_LOG_ERROR, "event=oom base_id=%s", base_id);
-            lost = 1;
-        }
-    } else {
-        json_t *start = NULL, *stop = NULL;
-        if (coll_events_build(&d->proc, d->hdr.pid, sp, s->host, &start, &stop) < 0 ||
-            coll_trace_add_span(t, start, stop) < 0) {
-            coll_log(COLL_LOG_ERROR, "event=bad_span base_id=%s", base_id);
-            lost = 1;
-        }
-        json_decref(start);
-        json_decref(stop);
+    int lost = 0, rc = coll_trace_take(t, d, sp, s->host);
+    if (rc) {
+        coll_log(COLL_LOG_ERROR, "event=%s base_id=%s", rc == COLL_TAKE_OOM ? "oom" : "bad_span",
+                 base_id);
+        lost = 1;
     }
     lost |= t->cut_spans != cut0;
     note_cut(s, t, cut0);

@@ -61,7 +61,7 @@ struct coll_trace {
     struct coll_trace *lru_prev, *lru_next;
     uint64_t first_ms;
     uint64_t last_ms;
-    uint64_t jbytes; /* bytes of its spans' journal lines */
+    uint64_t jbytes; /* journal bytes of its spans (server.c: compaction) */
 };
 
 /* Create an empty trace for `base_id`.  NULL on allocation failure. */
