@@ -34,6 +34,12 @@
 #      (a); bytes per held span.
 #   c. --redis: as (a) with every span also pushed to Redis (LPUSH of both
 #      events, one pipeline per datagram); the pushes are checked.
+#   f. journal compaction: the 10,000 traces of (a) held, then written by
+#      --max-trace-age 4s (--fsync batch, --journal-max-mb 1): once about
+#      half are written the journal is compacted to the rest; the
+#      milliseconds that compaction took (its log line's ms=, blank for a
+#      collector that does not log it) are the time the ingest thread
+#      reads no datagram; also per 1,000 held traces.
 # Figures are medians of the repetitions (min..max shown).  BENCH_QUICK=1:
 # fewer repetitions and traces (~15 s).  Nothing here asserts a time.
 set -u
@@ -251,4 +257,29 @@ if [ -n "${LDPROF_TEST_REDIS_URI:-}" ]; then
 else
     echo "c. --redis: skipped (no LDPROF_TEST_REDIS_URI)"
 fi
+
+# ---- f: journal compaction with a backlog of held traces
+: >"$WORK/f_ms" >"$WORK/f_ms_k" >"$WORK/f_traces"
+for r in $(seq "$REPS_B"); do
+    f="$WORK/f-$r"
+    start_coll "$f" --idle-ms 600000 --max-trace-age 4s --journal-max-mb 1 --fsync batch || exit 1
+    $PIN_S "$BLAST" --socket "$f/s.sock" --traces "$TRACES_A" --seed "$r" >/dev/null ||
+        { echo "collector.sh: sender failed"; exit 1; }
+    for _ in $(seq 600); do # at most 60 s
+        [ "$(find "$f/t" -maxdepth 1 -name '*-*.json' | wc -l)" -ge "$TRACES_A" ] && break
+        sleep 0.1
+    done
+    stop_coll
+    line=$(grep -m1 'event=journal_compacted' "$f/log")
+    [ -n "$line" ] || { echo "collector.sh: no journal compaction in (f), run $r"; continue; }
+    ms=$(kv ms "$line") kept=$(kv traces "$line")
+    echo "$kept" >>"$WORK/f_traces"
+    if [ -n "$ms" ]; then
+        echo "$ms" >>"$WORK/f_ms"
+        awk -v m="$ms" -v k="$kept" 'BEGIN{print m/k*1000}' >>"$WORK/f_ms_k"
+    fi
+done
+row "f. compaction: held traces kept" "" "$WORK/f_traces"
+row "f. compaction: ingest stall (its ms=)" "ms" "$WORK/f_ms"
+row "f. compaction: ms per 1,000 held traces" "ms" "$WORK/f_ms_k"
 exit 0
