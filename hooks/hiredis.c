@@ -391,24 +391,57 @@ static size_t view_name(const struct hr_view *v, char out[32])
 #define HR_ARG_MAX 64
 #define HR_ARGS_MAX 256
 
+/* add_start_fields' rare parts, out of line (their code lines stay off the
+ * common path: EVALSHA, HGET, ... with record_values off). */
+static __attribute__((noinline, cold)) void add_subcommand(struct ldprof_span *s,
+                                                           const struct hr_view *v)
+{
+    char sub[32];
+    struct hr_view one = *v;
+
+    one.p[0] = v->p[1];
+    one.len[0] = v->len[1];
+    one.argc = v->argc - 1;
+    if (view_name(&one, sub) > 0)
+        ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.subcommand", sub, -1);
+}
+
+static __attribute__((noinline, cold)) void add_args(struct ldprof_span *s,
+                                                     const struct hr_view *v, int key_at)
+{
+    char buf[HR_ARGS_MAX];
+    size_t o = 0;
+    int from = key_at > 0 ? key_at + 1 : 1;
+
+    for (int i = from; i < v->argc && i < HR_VIEW_ARGS; i++) {
+        const char *p = v->p[i] ? v->p[i] : "?";
+        size_t n = v->p[i] ? v->len[i] : 1;
+        if (n > HR_ARG_MAX)
+            n = HR_ARG_MAX;
+        if (o + n + 1 > sizeof(buf))
+            break;
+        if (o)
+            buf[o++] = ' ';
+        memcpy(buf + o, p, n);
+        o += n;
+    }
+    if (o > 0)
+        ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.args", buf, (long)o);
+}
+
 /* Add the start fields of @v to @s. */
 static void add_start_fields(struct ldprof_span *s, const struct hr_view *v, const char *name)
 {
     int key_at = -1;
 
-    ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.command", name[0] ? name : "?", -1);
-    if (name[0] == '\0') {
+    if (__builtin_expect(name[0] == '\0', 0)) {
+        ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.command", "?", -1);
         ldprof_span_add_int(s, LDPROF_FIELD_START, "redis.argc", v->argc);
         return;
     }
-    if (name_is(name, hr_subcmd, &hr_first_subcmd)) {
-        char sub[32];
-        struct hr_view one = *v;
-        one.p[0] = v->p[1];
-        one.len[0] = v->len[1];
-        one.argc = v->argc - 1;
-        if (view_name(&one, sub) > 0)
-            ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.subcommand", sub, -1);
+    ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.command", name, -1);
+    if (__builtin_expect(name_is(name, hr_subcmd, &hr_first_subcmd), 0)) {
+        add_subcommand(s, v);
     } else if (name[0] == 'E' &&
                (strcmp(name, "EVALSHA") == 0 || strcmp(name, "EVAL") == 0 ||
                 strcmp(name, "EVALSHA_RO") == 0 || strcmp(name, "EVAL_RO") == 0)) {
@@ -430,25 +463,27 @@ static void add_start_fields(struct ldprof_span *s, const struct hr_view *v, con
                             (long)(v->len[key_at] < HR_KEY_MAX ? v->len[key_at] : HR_KEY_MAX));
     ldprof_span_add_int(s, LDPROF_FIELD_START, "redis.argc", v->argc);
 
-    if (ldprof_cfg.record_values && !name_is(name, hr_secret, &hr_first_secret)) {
-        char buf[HR_ARGS_MAX];
-        size_t o = 0;
-        int from = key_at > 0 ? key_at + 1 : 1;
-        for (int i = from; i < v->argc && i < HR_VIEW_ARGS; i++) {
-            const char *p = v->p[i] ? v->p[i] : "?";
-            size_t n = v->p[i] ? v->len[i] : 1;
-            if (n > HR_ARG_MAX)
-                n = HR_ARG_MAX;
-            if (o + n + 1 > sizeof(buf))
-                break;
-            if (o)
-                buf[o++] = ' ';
-            memcpy(buf + o, p, n);
-            o += n;
+    if (__builtin_expect(ldprof_cfg.record_values, 0) &&
+        !name_is(name, hr_secret, &hr_first_secret))
+        add_args(s, v, key_at);
+}
+
+/* add_reply_fields without a reply: @c's error.  Out of line (rare). */
+static __attribute__((noinline, cold)) void add_no_reply(struct ldprof_span *s,
+                                                         const redisContext *c)
+{
+    const char *etype = "RedisError";
+
+    if (c != NULL) {
+        switch (c->err) {
+        case REDIS_ERR_IO: etype = "RedisIOError"; break;
+        case REDIS_ERR_EOF: etype = "RedisEOFError"; break;
+        case REDIS_ERR_PROTOCOL: etype = "RedisProtocolError"; break;
+        case REDIS_ERR_OOM: etype = "RedisOOMError"; break;
+        default: break;
         }
-        if (o > 0)
-            ldprof_span_add_str(s, LDPROF_FIELD_START, "redis.args", buf, (long)o);
     }
+    ldprof_span_set_error(s, etype, c != NULL && c->errstr[0] ? c->errstr : "no reply");
 }
 
 /* Stop fields for a reply (NULL: none, then @c's error). */
@@ -459,19 +494,8 @@ static void add_reply_fields(struct ldprof_span *s, const redisReply *r, const r
 
     if (s == NULL)
         return;
-    if (r == NULL) {
-        const char *etype = "RedisError";
-        if (c != NULL) {
-            switch (c->err) {
-            case REDIS_ERR_IO: etype = "RedisIOError"; break;
-            case REDIS_ERR_EOF: etype = "RedisEOFError"; break;
-            case REDIS_ERR_PROTOCOL: etype = "RedisProtocolError"; break;
-            case REDIS_ERR_OOM: etype = "RedisOOMError"; break;
-            default: break;
-            }
-        }
-        ldprof_span_set_error(s, etype,
-                              c != NULL && c->errstr[0] ? c->errstr : "no reply");
+    if (__builtin_expect(r == NULL, 0)) {
+        add_no_reply(s, c);
         return;
     }
     if (r->type >= 1 && r->type <= 6)
@@ -480,7 +504,7 @@ static void add_reply_fields(struct ldprof_span *s, const redisReply *r, const r
         ldprof_span_add_int(s, LDPROF_FIELD_STOP, "redis.reply_len", (int64_t)r->len);
     else if (r->type == REDIS_REPLY_ARRAY)
         ldprof_span_add_int(s, LDPROF_FIELD_STOP, "redis.reply_len", (int64_t)r->elements);
-    else if (r->type == REDIS_REPLY_ERROR)
+    else if (__builtin_expect(r->type == REDIS_REPLY_ERROR, 0))
         ldprof_span_set_error(s, "RedisError", r->str ? r->str : "");
 }
 

@@ -9,7 +9,11 @@
  *                         of preload/real.h (ldprof_pass_fd: about eight
  *                         instructions, no frame, a tail call); the rest
  *                         of the old exported body is read_full() etc.,
- *                         not inlined, which also passes at depth > 0
+ *                         not inlined: with the gate open, a followed fd
+ *                         at depth 0 runs ldprof_read() inlined there;
+ *                         anything else (depth > 0, gate closed,
+ *                         trace_socket) goes on to read_slow(), the full
+ *                         path, out of line with the other cold code
  *   static ldprof_read()  the real call, then the bookkeeping (HTTP stream
  *                         state), under the reentrancy guard
  *   real_read             libc's function (preload/real.h)
@@ -70,14 +74,30 @@ static inline int follow(int fd)
     return ldprof_recording() && ldprof_http_tracked(fd);
 }
 
+/*
+ * Is the read/write gate of preload/real.h open?  Then every read/write
+ * symbol is resolved and trace_socket is off, and a call that reached a
+ * wrapper's *_full function was not passed by the gate: its fd is in the
+ * table and followed, and the thread is at depth 0 (the depth is the
+ * thread's own, the gate read it).  The *_full functions test this and
+ * follow(fd) (the fd may have stopped being followed since) and then run
+ * the bookkeeping inline: what the full path would do, without its
+ * other tests, frames and calls.
+ */
+static inline int gate_open(void)
+{
+    return __builtin_expect(ldprof_pass.kinds != NULL, 1);
+}
+
 /* After a call that delivered @r bytes read from @fd into @buf.  @asked is
  * the size requested (a 0-byte read returning 0 is not end of stream). */
-static void after_recv(int fd, const void *buf, ssize_t r, size_t asked)
+static inline __attribute__((always_inline)) void
+after_recv(int fd, const void *buf, ssize_t r, size_t asked)
 {
     int saved = errno;
 
     if (ldprof_enter()) {
-        if (r > 0)
+        if (__builtin_expect(r > 0, 1))
             ldprof_http_on_recv(fd, buf, (size_t)r);
         else if (r == 0 && asked > 0)
             ldprof_http_on_eof(fd);
@@ -86,7 +106,8 @@ static void after_recv(int fd, const void *buf, ssize_t r, size_t asked)
     errno = saved;
 }
 
-static void after_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
+static inline __attribute__((always_inline)) void
+after_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
 {
     int saved = errno;
     size_t asked = 0;
@@ -103,7 +124,7 @@ static void after_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize
     errno = saved;
 }
 
-static void after_send(int fd, const void *buf, ssize_t r)
+static inline __attribute__((always_inline)) void after_send(int fd, const void *buf, ssize_t r)
 {
     int saved = errno;
 
@@ -115,7 +136,8 @@ static void after_send(int fd, const void *buf, ssize_t r)
     errno = saved;
 }
 
-static void after_send_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
+static inline __attribute__((always_inline)) void
+after_send_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
 {
     int saved = errno;
 
@@ -143,15 +165,16 @@ static ssize_t send_real(int fd, const void *buf, size_t len, const struct iovec
 /*
  * A write on a client (outbound) connection: http.c may insert trace
  * headers.  Returns LDPROF_HTTP_PASS (errno untouched) when the wrapper
- * makes its own real call, else the result for the caller.
+ * makes its own real call, else the result for the caller.  The kind test
+ * is inlined into the wrappers (a server connection - the common case -
+ * costs that test only); client_send is the rest.
  */
-static ssize_t client_write(int fd, const struct iovec *iov, size_t iovcnt, int flags)
+static __attribute__((noinline)) ssize_t client_send(int fd, const struct iovec *iov,
+                                                     size_t iovcnt, int flags)
 {
     int saved = errno;
     ssize_t r = LDPROF_HTTP_PASS;
 
-    if (ldprof_http_kind(fd) != LDPROF_FD_CLIENT)
-        return r;
     if (ldprof_enter())
         r = ldprof_http_client_send(fd, iov, iovcnt, flags, send_real);
     ldprof_leave();
@@ -160,12 +183,20 @@ static ssize_t client_write(int fd, const struct iovec *iov, size_t iovcnt, int 
     return r;
 }
 
+static inline __attribute__((always_inline)) ssize_t client_write(int fd, const struct iovec *iov,
+                                                                  size_t iovcnt, int flags)
+{
+    if (ldprof_http_kind(fd) != LDPROF_FD_CLIENT)
+        return LDPROF_HTTP_PASS;
+    return client_send(fd, iov, iovcnt, flags);
+}
+
 /* Bytes received with MSG_PEEK stay in the socket: they are seen when read
  * for real.  MSG_TRUNC on a stream discards them unseen: the request side
  * of that connection cannot be followed any more (nor can a parser skip). */
 static inline int recv_flags_ok(int flags)
 {
-    return !(flags & (MSG_PEEK | MSG_TRUNC));
+    return __builtin_expect(!(flags & (MSG_PEEK | MSG_TRUNC)), 1);
 }
 
 /* ------------------------------------------------------------ net spans */
@@ -456,15 +487,28 @@ LDPROF_EXPORT int shutdown(int fd, int how)
 
 /* ------------------------------------------------------------ reads */
 
-static ssize_t ldprof_read(int fd, void *buf, size_t n)
+static inline __attribute__((always_inline)) ssize_t ldprof_read(int fd, void *buf, size_t n)
 {
     ssize_t r = real_read(fd, buf, n);
     after_recv(fd, buf, r, n);
     return r;
 }
 
-/* read() when the gate did not let it through: the full path. */
+/* read() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_read (inlined), as the full path would; anything else takes
+ * read_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t read_slow(int fd, void *buf, size_t n);
 static __attribute__((noinline)) ssize_t read_full(int fd, void *buf, size_t n)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_read(fd, buf, n);
+    return read_slow(fd, buf, n);
+}
+
+/* read(): the full path. */
+static __attribute__((noinline, cold)) ssize_t read_slow(int fd, void *buf, size_t n)
 {
     LDPROF_REAL_NEED(read, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -486,15 +530,31 @@ LDPROF_EXPORT ssize_t read(int fd, void *buf, size_t n)
     return read_full(fd, buf, n);
 }
 
-static ssize_t ldprof_read_chk(int fd, void *buf, size_t n, size_t buflen)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
     ssize_t r = real___read_chk(fd, buf, n, buflen);
     after_recv(fd, buf, r, n);
     return r;
 }
 
-/* __read_chk() when the gate did not let it through: the full path. */
+/* __read_chk() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_read_chk (inlined), as the full path would; anything else takes
+ * __read_chk_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+__read_chk_slow(int fd, void *buf, size_t n, size_t buflen);
 static __attribute__((noinline)) ssize_t __read_chk_full(int fd, void *buf, size_t n, size_t buflen)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_read_chk(fd, buf, n, buflen);
+    return __read_chk_slow(fd, buf, n, buflen);
+}
+
+/* __read_chk(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+__read_chk_slow(int fd, void *buf, size_t n, size_t buflen)
 {
     LDPROF_REAL_NEED(__read_chk, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -516,15 +576,31 @@ LDPROF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
     return __read_chk_full(fd, buf, n, buflen);
 }
 
-static ssize_t ldprof_readv(int fd, const struct iovec *iov, int iovcnt)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_readv(int fd, const struct iovec *iov, int iovcnt)
 {
     ssize_t r = real_readv(fd, iov, iovcnt);
     after_recv_iov(fd, iov, iovcnt > 0 ? (size_t)iovcnt : 0, r);
     return r;
 }
 
-/* readv() when the gate did not let it through: the full path. */
+/* readv() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_readv (inlined), as the full path would; anything else takes
+ * readv_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+readv_slow(int fd, const struct iovec *iov, int iovcnt);
 static __attribute__((noinline)) ssize_t readv_full(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_readv(fd, iov, iovcnt);
+    return readv_slow(fd, iov, iovcnt);
+}
+
+/* readv(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+readv_slow(int fd, const struct iovec *iov, int iovcnt)
 {
     LDPROF_REAL_NEED(readv, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -546,7 +622,8 @@ LDPROF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     return readv_full(fd, iov, iovcnt);
 }
 
-static ssize_t ldprof_recv(int fd, void *buf, size_t n, int flags)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_recv(int fd, void *buf, size_t n, int flags)
 {
     ssize_t r = real_recv(fd, buf, n, flags);
     if (recv_flags_ok(flags))
@@ -554,8 +631,21 @@ static ssize_t ldprof_recv(int fd, void *buf, size_t n, int flags)
     return r;
 }
 
-/* recv() when the gate did not let it through: the full path. */
+/* recv() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_recv (inlined), as the full path would; anything else takes
+ * recv_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags);
 static __attribute__((noinline)) ssize_t recv_full(int fd, void *buf, size_t n, int flags)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_recv(fd, buf, n, flags);
+    return recv_slow(fd, buf, n, flags);
+}
+
+/* recv(): the full path. */
+static __attribute__((noinline, cold)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags)
 {
     LDPROF_REAL_NEED(recv, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -577,7 +667,8 @@ LDPROF_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
     return recv_full(fd, buf, n, flags);
 }
 
-static ssize_t ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
     ssize_t r = real___recv_chk(fd, buf, n, buflen, flags);
     if (recv_flags_ok(flags))
@@ -585,8 +676,24 @@ static ssize_t ldprof_recv_chk(int fd, void *buf, size_t n, size_t buflen, int f
     return r;
 }
 
-/* __recv_chk() when the gate did not let it through: the full path. */
-static __attribute__((noinline)) ssize_t __recv_chk_full(int fd, void *buf, size_t n, size_t buflen, int flags)
+/* __recv_chk() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_recv_chk (inlined), as the full path would; anything else takes
+ * __recv_chk_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+__recv_chk_slow(int fd, void *buf, size_t n, size_t buflen, int flags);
+static __attribute__((noinline)) ssize_t
+__recv_chk_full(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_recv_chk(fd, buf, n, buflen, flags);
+    return __recv_chk_slow(fd, buf, n, buflen, flags);
+}
+
+/* __recv_chk(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+__recv_chk_slow(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
     LDPROF_REAL_NEED(__recv_chk, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -608,8 +715,8 @@ LDPROF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int
     return __recv_chk_full(fd, buf, n, buflen, flags);
 }
 
-static ssize_t ldprof_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
-                               socklen_t *alen)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
 {
     ssize_t r = real_recvfrom(fd, buf, n, flags, addr, alen);
     if (recv_flags_ok(flags))
@@ -617,9 +724,24 @@ static ssize_t ldprof_recvfrom(int fd, void *buf, size_t n, int flags, struct so
     return r;
 }
 
-/* recvfrom() when the gate did not let it through: the full path. */
-static __attribute__((noinline)) ssize_t recvfrom_full(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
-                               socklen_t *alen)
+/* recvfrom() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_recvfrom (inlined), as the full path would; anything else takes
+ * recvfrom_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+recvfrom_slow(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen);
+static __attribute__((noinline)) ssize_t
+recvfrom_full(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_recvfrom(fd, buf, n, flags, addr, alen);
+    return recvfrom_slow(fd, buf, n, flags, addr, alen);
+}
+
+/* recvfrom(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+recvfrom_slow(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
 {
     LDPROF_REAL_NEED(recvfrom, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -642,8 +764,9 @@ LDPROF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct so
     return recvfrom_full(fd, buf, n, flags, addr, alen);
 }
 
-static ssize_t ldprof_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
-                                   struct sockaddr *addr, socklen_t *alen)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                    socklen_t *alen)
 {
     ssize_t r = real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
     if (recv_flags_ok(flags))
@@ -651,9 +774,27 @@ static ssize_t ldprof_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, i
     return r;
 }
 
-/* __recvfrom_chk() when the gate did not let it through: the full path. */
-static __attribute__((noinline)) ssize_t __recvfrom_chk_full(int fd, void *buf, size_t n, size_t buflen, int flags,
-                                     struct sockaddr *addr, socklen_t *alen)
+/* __recvfrom_chk() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_recvfrom_chk (inlined), as the full path would; anything else takes
+ * __recvfrom_chk_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+__recvfrom_chk_slow(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                    socklen_t *alen);
+static __attribute__((noinline)) ssize_t
+__recvfrom_chk_full(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                    socklen_t *alen)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
+    return __recvfrom_chk_slow(fd, buf, n, buflen, flags, addr, alen);
+}
+
+/* __recvfrom_chk(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+__recvfrom_chk_slow(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                    socklen_t *alen)
 {
     LDPROF_REAL_NEED(__recvfrom_chk, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -676,7 +817,8 @@ LDPROF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
     return __recvfrom_chk_full(fd, buf, n, buflen, flags, addr, alen);
 }
 
-static ssize_t ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
 {
     ssize_t r = real_recvmsg(fd, msg, flags);
     if (recv_flags_ok(flags))
@@ -684,8 +826,21 @@ static ssize_t ldprof_recvmsg(int fd, struct msghdr *msg, int flags)
     return r;
 }
 
-/* recvmsg() when the gate did not let it through: the full path. */
+/* recvmsg() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_recvmsg (inlined), as the full path would; anything else takes
+ * recvmsg_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags);
 static __attribute__((noinline)) ssize_t recvmsg_full(int fd, struct msghdr *msg, int flags)
+{
+    if (__builtin_expect(gate_open() && msg != NULL && follow(fd), 1))
+        return ldprof_recvmsg(fd, msg, flags);
+    return recvmsg_slow(fd, msg, flags);
+}
+
+/* recvmsg(): the full path. */
+static __attribute__((noinline, cold)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags)
 {
     LDPROF_REAL_NEED(recvmsg, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -711,7 +866,7 @@ LDPROF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 /* ------------------------------------------------------------ writes */
 
-static ssize_t ldprof_write(int fd, const void *buf, size_t n)
+static inline __attribute__((always_inline)) ssize_t ldprof_write(int fd, const void *buf, size_t n)
 {
     struct iovec iov = {(void *)buf, n};
     ssize_t r = client_write(fd, &iov, 1, 0);
@@ -723,8 +878,21 @@ static ssize_t ldprof_write(int fd, const void *buf, size_t n)
     return r;
 }
 
-/* write() when the gate did not let it through: the full path. */
+/* write() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_write (inlined), as the full path would; anything else takes
+ * write_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t write_slow(int fd, const void *buf, size_t n);
 static __attribute__((noinline)) ssize_t write_full(int fd, const void *buf, size_t n)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_write(fd, buf, n);
+    return write_slow(fd, buf, n);
+}
+
+/* write(): the full path. */
+static __attribute__((noinline, cold)) ssize_t write_slow(int fd, const void *buf, size_t n)
 {
     LDPROF_REAL_NEED(write, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -746,7 +914,8 @@ LDPROF_EXPORT ssize_t write(int fd, const void *buf, size_t n)
     return write_full(fd, buf, n);
 }
 
-static ssize_t ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
 {
     ssize_t r = iovcnt > 0 ? client_write(fd, iov, (size_t)iovcnt, 0) : LDPROF_HTTP_PASS;
 
@@ -757,8 +926,23 @@ static ssize_t ldprof_writev(int fd, const struct iovec *iov, int iovcnt)
     return r;
 }
 
-/* writev() when the gate did not let it through: the full path. */
+/* writev() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_writev (inlined), as the full path would; anything else takes
+ * writev_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+writev_slow(int fd, const struct iovec *iov, int iovcnt);
 static __attribute__((noinline)) ssize_t writev_full(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_writev(fd, iov, iovcnt);
+    return writev_slow(fd, iov, iovcnt);
+}
+
+/* writev(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+writev_slow(int fd, const struct iovec *iov, int iovcnt)
 {
     LDPROF_REAL_NEED(writev, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -780,7 +964,8 @@ LDPROF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     return writev_full(fd, iov, iovcnt);
 }
 
-static ssize_t ldprof_send(int fd, const void *buf, size_t n, int flags)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_send(int fd, const void *buf, size_t n, int flags)
 {
     struct iovec iov = {(void *)buf, n};
     ssize_t r = client_write(fd, &iov, 1, flags);
@@ -792,8 +977,23 @@ static ssize_t ldprof_send(int fd, const void *buf, size_t n, int flags)
     return r;
 }
 
-/* send() when the gate did not let it through: the full path. */
+/* send() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_send (inlined), as the full path would; anything else takes
+ * send_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+send_slow(int fd, const void *buf, size_t n, int flags);
 static __attribute__((noinline)) ssize_t send_full(int fd, const void *buf, size_t n, int flags)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_send(fd, buf, n, flags);
+    return send_slow(fd, buf, n, flags);
+}
+
+/* send(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+send_slow(int fd, const void *buf, size_t n, int flags)
 {
     LDPROF_REAL_NEED(send, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -815,8 +1015,9 @@ LDPROF_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
     return send_full(fd, buf, n, flags);
 }
 
-static ssize_t ldprof_sendto(int fd, const void *buf, size_t n, int flags,
-                             const struct sockaddr *addr, socklen_t alen)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+              socklen_t alen)
 {
     struct iovec iov = {(void *)buf, n};
     /* (a connected TCP socket ignores the address) */
@@ -829,9 +1030,26 @@ static ssize_t ldprof_sendto(int fd, const void *buf, size_t n, int flags,
     return r;
 }
 
-/* sendto() when the gate did not let it through: the full path. */
+/* sendto() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_sendto (inlined), as the full path would; anything else takes
+ * sendto_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+sendto_slow(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+            socklen_t alen);
 static __attribute__((noinline)) ssize_t sendto_full(int fd, const void *buf, size_t n, int flags,
                              const struct sockaddr *addr, socklen_t alen)
+{
+    if (__builtin_expect(gate_open() && follow(fd), 1))
+        return ldprof_sendto(fd, buf, n, flags, addr, alen);
+    return sendto_slow(fd, buf, n, flags, addr, alen);
+}
+
+/* sendto(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+sendto_slow(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+            socklen_t alen)
 {
     LDPROF_REAL_NEED(sendto, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */
@@ -854,7 +1072,8 @@ LDPROF_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
     return sendto_full(fd, buf, n, flags, addr, alen);
 }
 
-static ssize_t ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
+static inline __attribute__((always_inline)) ssize_t
+ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     /* ancillary data or an address: leave the message alone */
     ssize_t r = msg->msg_controllen == 0 && msg->msg_name == NULL
@@ -868,8 +1087,23 @@ static ssize_t ldprof_sendmsg(int fd, const struct msghdr *msg, int flags)
     return r;
 }
 
-/* sendmsg() when the gate did not let it through: the full path. */
+/* sendmsg() when the gate did not let it through.  With the gate open (every
+ * read/write symbol resolved, trace_socket off: see gate_open) the thread
+ * is at depth 0, so a followed fd - the common case - goes straight to
+ * ldprof_sendmsg (inlined), as the full path would; anything else takes
+ * sendmsg_slow, the full path, out of line. */
+static __attribute__((noinline, cold)) ssize_t
+sendmsg_slow(int fd, const struct msghdr *msg, int flags);
 static __attribute__((noinline)) ssize_t sendmsg_full(int fd, const struct msghdr *msg, int flags)
+{
+    if (__builtin_expect(gate_open() && msg != NULL && follow(fd), 1))
+        return ldprof_sendmsg(fd, msg, flags);
+    return sendmsg_slow(fd, msg, flags);
+}
+
+/* sendmsg(): the full path. */
+static __attribute__((noinline, cold)) ssize_t
+sendmsg_slow(int fd, const struct msghdr *msg, int flags)
 {
     LDPROF_REAL_NEED(sendmsg, -1);
     if (ldprof_tls.depth != 0) /* inside ldprof or a driver call: nothing to record */

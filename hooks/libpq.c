@@ -421,6 +421,22 @@ static int jstr(struct jbuf *b, const char *s, size_t n)
     return jput(b, "\"", 1);
 }
 
+/* Parameter @i as params_json writes it with record_values on.  Out of
+ * line (with jstr): record_values is off by default. */
+static __attribute__((noinline, cold)) int param_value(struct jbuf *b, int i,
+                                                       const char *const *values,
+                                                       const int *lengths, const int *formats)
+{
+    if (values == NULL || values[i] == NULL)
+        return jput(b, "null", 4);
+    if (formats != NULL && formats[i] == 1) {
+        char tmp[48];
+        int l = snprintf(tmp, sizeof(tmp), "\"<binary %d bytes>\"", lengths ? lengths[i] : 0);
+        return jput(b, tmp, (size_t)l);
+    }
+    return jstr(b, values[i], strlen(values[i]));
+}
+
 /*
  * The db.params JSON array.  record_values off: one "?" per parameter.
  * On: each value as a JSON string (text format), null for a NULL value,
@@ -441,17 +457,11 @@ static size_t params_json(char *out, int n, const char *const *values, const int
 
         if (i > 0 && jput(&b, ",", 1) < 0)
             r = -1;
-        else if (!rec)
+        else if (__builtin_expect(!rec, 1))
             r = jput(&b, "\"?\"", 3);
-        else if (values == NULL || values[i] == NULL)
-            r = jput(&b, "null", 4);
-        else if (formats != NULL && formats[i] == 1) {
-            char tmp[48];
-            int l = snprintf(tmp, sizeof(tmp), "\"<binary %d bytes>\"", lengths ? lengths[i] : 0);
-            r = jput(&b, tmp, (size_t)l);
-        } else
-            r = jstr(&b, values[i], strlen(values[i]));
-        if (r < 0) {
+        else
+            r = param_value(&b, i, values, lengths, formats);
+        if (__builtin_expect(r < 0, 0)) {
             b.len = mark;
             b.cap = LDPQ_PARAMS_JSON;
             if (i > 0)
@@ -544,7 +554,8 @@ static void error_text(char *out, size_t cap, const char *msg)
     out[n] = '\0';
 }
 
-static void set_error(struct ldprof_span *s, const char *sqlstate, const char *msg)
+static __attribute__((noinline, cold)) void set_error(struct ldprof_span *s,
+                                                        const char *sqlstate, const char *msg)
 {
     char text[512];
 
@@ -575,12 +586,12 @@ static void finish_result(struct ldprof_span *s, const PGresult *r, const PGconn
     ExecStatusType st;
     int64_t rows;
 
-    if (r == NULL) {
+    if (__builtin_expect(r == NULL, 0)) {
         set_error(s, NULL, conn ? real_PQerrorMessage(conn) : "no connection");
         return;
     }
     st = real_PQresultStatus(r);
-    if (st == PGRES_FATAL_ERROR)
+    if (__builtin_expect(st == PGRES_FATAL_ERROR, 0))
         set_error(s, real_PQresultErrorField(r, PG_DIAG_SQLSTATE), real_PQresultErrorMessage(r));
     ldprof_span_add_str(s, LDPROF_FIELD_STOP, "db.status", real_PQresStatus(st), -1);
     if (describe && st == PGRES_COMMAND_OK) {

@@ -92,6 +92,30 @@ static inline void copy_rec(uint8_t *dst, const uint8_t *src, size_t len)
                len - sizeof(struct ldprof_wire_span));
 }
 
+/* ldprof_buf_record's rare paths, out of line (their code lines stay off
+ * the per-span path): the thread's first record creates its buffer (NULL
+ * when that fails: the record is dropped); a full buffer drops it. */
+static __attribute__((noinline, cold)) struct ldprof_buf *buf_first(void)
+{
+    int saved = errno;
+    struct ldprof_buf *b = buf_create();
+
+    errno = saved;
+    if (b == NULL) {
+        ldprof_buf_count_drop(1);
+        pr_warn_once("cannot map a span buffer: spans dropped");
+    }
+    return b;
+}
+
+static __attribute__((noinline, cold)) int buf_full(struct ldprof_buf *b)
+{
+    ldprof_spin_unlock(&b->lock);
+    ldprof_buf_count_drop(1);
+    ldprof_xport_kick();
+    return -1;
+}
+
 int ldprof_buf_record(const void *rec, size_t len)
 {
     struct ldprof_buf *b = ldprof_tls.buf;
@@ -101,27 +125,15 @@ int ldprof_buf_record(const void *rec, size_t len)
      * first record, and again in a fork child (whose forking thread keeps
      * its buffer, so the creation below is not a reliable trigger). */
     ldprof_xport_ensure_started();
-    if (__builtin_expect(b == NULL, 0)) {
-        int saved = errno;
-        b = buf_create();
-        errno = saved;
-        if (b == NULL) {
-            ldprof_buf_count_drop(1);
-            pr_warn_once("cannot map a span buffer: spans dropped");
-            return -1;
-        }
-    }
-    ldprof_spin_lock(&b->lock);
-    if (b->used + len > LDPROF_BUF_SIZE) {
-        ldprof_spin_unlock(&b->lock);
-        ldprof_buf_count_drop(1);
-        ldprof_xport_kick();
+    if (__builtin_expect(b == NULL, 0) && (b = buf_first()) == NULL)
         return -1;
-    }
+    ldprof_spin_lock(&b->lock);
+    if (__builtin_expect(b->used + len > LDPROF_BUF_SIZE, 0))
+        return buf_full(b);
     copy_rec(b->data + b->used, rec, len);
     b->used += (uint32_t)len;
     b->nrec++;
-    if (b->used >= LDPROF_BUF_CAP && !b->kicked) {
+    if (__builtin_expect(b->used >= LDPROF_BUF_CAP, 0) && !b->kicked) {
         b->kicked = 1;
         kick = 1;
     }
@@ -130,7 +142,7 @@ int ldprof_buf_record(const void *rec, size_t len)
     if (__builtin_expect(__atomic_load_n(&napping, __ATOMIC_RELAXED), 0))
         kick |= __atomic_exchange_n(&napping, 0, __ATOMIC_RELAXED);
     ldprof_spin_unlock(&b->lock);
-    if (kick)
+    if (__builtin_expect(kick, 0))
         ldprof_xport_kick();
     return 0;
 }

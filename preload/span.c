@@ -147,16 +147,21 @@ static int is_pool_span(const struct ldprof_span *s)
     return pool != NULL && s >= pool && s < pool + LDPROF_MAX_OPEN_SPANS;
 }
 
+/* ldprof_span_open without a free slot (out of line: rare). */
+static __attribute__((noinline, cold)) struct ldprof_span *span_open_failed(void)
+{
+    ldprof_buf_count_drop(1);
+    pr_warn_once("more than %d spans open at once: spans dropped", LDPROF_MAX_OPEN_SPANS);
+    return NULL;
+}
+
 struct ldprof_span *ldprof_span_open(int kind, const uint8_t base_id[16],
                                      const uint8_t parent_id[16], int key_idx)
 {
     struct ldprof_span *s = slot_alloc();
 
-    if (s == NULL) {
-        ldprof_buf_count_drop(1);
-        pr_warn_once("more than %d spans open at once: spans dropped", LDPROF_MAX_OPEN_SPANS);
-        return NULL;
-    }
+    if (__builtin_expect(s == NULL, 0))
+        return span_open_failed();
     s->key_idx = key_idx;
     s->is_root = 0;
     s->prev_valid = 0;
@@ -189,32 +194,19 @@ int ldprof_tlv_put(uint8_t *dst, size_t cap, uint8_t type, const char *key, size
     return (int)need;
 }
 
-/* ldprof_span_add with the key's length known (@key not NULL). */
-static inline __attribute__((always_inline)) int span_add(struct ldprof_span *s, int when,
-                                                          uint8_t type, const char *key,
-                                                          size_t klen, const void *val,
-                                                          size_t vlen)
+/* A field's TLV type: @type, with LDPROF_TLV_STOP for a stop field. */
+#define SPAN_TYPE(when, type)                                                                 \
+    ((uint8_t)((when) == LDPROF_FIELD_STOP ? (type) | LDPROF_TLV_STOP : (type)))
+
+/* span_add when the field does not fit as it is (@type with its STOP bit):
+ * cut a long string, else mark the span truncated.  Out of line: rare. */
+static __attribute__((noinline, cold)) int span_add_slow(struct ldprof_span *s, uint8_t type,
+                                                         const char *key, size_t klen,
+                                                         const void *val, size_t vlen)
 {
-    size_t room;
+    size_t room = LDPROF_WIRE_MAX_INFO - s->info_len;
     int n;
 
-    if (when == LDPROF_FIELD_STOP)
-        type |= LDPROF_TLV_STOP;
-    room = LDPROF_WIRE_MAX_INFO - s->info_len;
-    if (__builtin_expect(klen - 1 < 255 && vlen <= room && 4 + klen + vlen <= room, 1)) {
-        /* The common case, what ldprof_tlv_put does when the field fits,
-         * written in place: no call, no re-checks. */
-        struct ldprof_wire_tlv t = {type, (uint8_t)klen, (uint16_t)vlen};
-        uint8_t *d = s->info + s->info_len;
-
-        _Static_assert(LDPROF_WIRE_MAX_INFO <= 65535, "vlen fits the TLV");
-        _Static_assert(sizeof(t) == 4, "TLV head is 4 bytes");
-        memcpy(d, &t, sizeof(t));
-        ldprof_copy_short(d + sizeof(t), key, klen);
-        ldprof_copy_short(d + sizeof(t) + klen, val, vlen);
-        s->info_len = (uint16_t)(s->info_len + sizeof(t) + klen + vlen);
-        return 0;
-    }
     n = ldprof_tlv_put(s->info + s->info_len, room, type, key, klen, val, vlen);
     if (n < 0 && (type & ~LDPROF_TLV_STOP) == LDPROF_TLV_STR && klen <= 255 &&
         room > sizeof(struct ldprof_wire_tlv) + klen + 8) {
@@ -240,12 +232,45 @@ static inline __attribute__((always_inline)) int span_add(struct ldprof_span *s,
     return 0;
 }
 
+/*
+ * ldprof_span_add with the key's length known (@key not NULL; @type with
+ * the STOP bit for a stop field: six arguments, so that the callers
+ * tail-call it).  One copy,
+ * not inlined: every field writer (the three entry points below, the
+ * hooks' ldprof_span_add_str of a value whose length is not a constant)
+ * runs these same few code lines, which a request then touches once
+ * however many fields it writes (docs/performance.md, section 3).
+ */
+static __attribute__((noinline)) int span_add(struct ldprof_span *s, uint8_t type,
+                                              const char *key, size_t klen, const void *val,
+                                              size_t vlen)
+{
+    size_t room;
+
+    room = LDPROF_WIRE_MAX_INFO - s->info_len;
+    if (__builtin_expect(klen - 1 < 255 && vlen <= room && 4 + klen + vlen <= room, 1)) {
+        /* The common case, what ldprof_tlv_put does when the field fits,
+         * written in place: no call, no re-checks. */
+        struct ldprof_wire_tlv t = {type, (uint8_t)klen, (uint16_t)vlen};
+        uint8_t *d = s->info + s->info_len;
+
+        _Static_assert(LDPROF_WIRE_MAX_INFO <= 65535, "vlen fits the TLV");
+        _Static_assert(sizeof(t) == 4, "TLV head is 4 bytes");
+        memcpy(d, &t, sizeof(t));
+        ldprof_copy_short(d + sizeof(t), key, klen);
+        ldprof_copy_short(d + sizeof(t) + klen, val, vlen);
+        s->info_len = (uint16_t)(s->info_len + sizeof(t) + klen + vlen);
+        return 0;
+    }
+    return span_add_slow(s, type, key, klen, val, vlen);
+}
+
 int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *key,
                     const void *val, size_t vlen)
 {
     if (s == NULL || key == NULL)
         return -1;
-    return span_add(s, when, type, key, strlen(key), val, vlen);
+    return span_add(s, SPAN_TYPE(when, type), key, strlen(key), val, vlen);
 }
 
 int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long klen,
@@ -254,7 +279,8 @@ int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long
     /* (nothing here can change errno: no errno save needed) */
     if (s == NULL || key == NULL || val == NULL)
         return -1;
-    return span_add(s, when, LDPROF_TLV_STR, key, klen < 0 ? strlen(key) : (size_t)klen, val,
+    return span_add(s, SPAN_TYPE(when, LDPROF_TLV_STR), key,
+                    klen < 0 ? strlen(key) : (size_t)klen, val,
                     vlen < 0 ? strlen(val) : (size_t)vlen);
 }
 
@@ -263,7 +289,8 @@ int ldprof_span_add_int_k(struct ldprof_span *s, int when, const char *key, long
 {
     if (s == NULL || key == NULL)
         return -1;
-    return span_add(s, when, LDPROF_TLV_INT, key, klen < 0 ? strlen(key) : (size_t)klen, &val,
+    return span_add(s, SPAN_TYPE(when, LDPROF_TLV_INT), key,
+                    klen < 0 ? strlen(key) : (size_t)klen, &val,
                     sizeof(val));
 }
 

@@ -161,12 +161,14 @@ ldprof_span_add_str_inl(struct ldprof_span *s, int when, const char *key, const 
 
     if (vlen < 0 && val != NULL)
         vlen = LDPROF_CONST_STRLEN(val);
-    if (__builtin_constant_p(klen) && klen > 0 && s != NULL && val != NULL) {
-        if (vlen < 0)
-            vlen = (long)__builtin_strlen(val);
-        if (ldprof_span_add_lit(s, when, LDPROF_TLV_STR, key, (size_t)klen, val, (size_t)vlen) == 0)
-            return 0;
-    }
+    /* In place only when both lengths are constants (fixed-size moves); a
+     * value of variable length goes to the one out-of-line copy of the
+     * writer (span.c), whose code lines all fields share, rather than a
+     * length-dispatched copy at every call site. */
+    if (__builtin_constant_p(klen) && klen > 0 && __builtin_constant_p(vlen) && vlen >= 0 &&
+        s != NULL && val != NULL &&
+        ldprof_span_add_lit(s, when, LDPROF_TLV_STR, key, (size_t)klen, val, (size_t)vlen) == 0)
+        return 0;
     return ldprof_span_add_str_k(s, when, key, klen, val, vlen);
 }
 

@@ -428,3 +428,62 @@ Test(preload_tlv, fork_child_gets_the_spare_slots_back)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork child: spare slots leaked");
 }
+
+/*
+ * The one out-of-line field writer (span.c span_add, behind every
+ * ldprof_span_add* call whose value length is not a constant) against the
+ * reference encoder ldprof_tlv_put: every key length 1..40 and value
+ * length 0..70 (the copy's size classes 0, 1-3, 4-7, 8-16 and longer, at
+ * every offset in the info), START and STOP, through each entry point.
+ */
+Test(preload_tlv, field_writer_matches_the_reference_encoder)
+{
+    static const uint8_t id[16] = {7};
+    char key[41], val[80];
+    uint8_t want[LDPROF_WIRE_MAX_INFO];
+
+    for (int i = 0; i < (int)sizeof(val); i++)
+        val[i] = (char)(' ' + (i * 7) % 90);
+    for (int i = 0; i < 40; i++)
+        key[i] = (char)('a' + i % 26);
+    key[40] = '\0';
+    for (size_t kl = 1; kl <= 40; kl++) {
+        for (long vl = 0; vl <= 70; vl++) {
+            struct ldprof_span *s = ldprof_span_open(LDPROF_KIND_NET, id, id, 0);
+            size_t used = 0;
+            char k[41];
+            int64_t iv = -vl * 1234567;
+
+            cr_assert(s != NULL);
+            memcpy(k, key, kl);
+            k[kl] = '\0';
+            for (int f = 0; f < 4; f++) {
+                int when = f & 1 ? LDPROF_FIELD_STOP : LDPROF_FIELD_START;
+                uint8_t stop = when == LDPROF_FIELD_STOP ? LDPROF_TLV_STOP : 0;
+                int n;
+                if (f == 3) {
+                    cr_assert_eq((ldprof_span_add_int)(s, when, k, iv), 0);
+                    n = ldprof_tlv_put(want + used, sizeof(want) - used,
+                                       LDPROF_TLV_INT | stop, k, kl, &iv, sizeof(iv));
+                } else {
+                    if (f == 0)
+                        cr_assert_eq(ldprof_span_add_str_k(s, when, k, (long)kl, val + f, vl), 0);
+                    else if (f == 1)
+                        cr_assert_eq((ldprof_span_add_str)(s, when, k, val + f, vl), 0);
+                    else
+                        cr_assert_eq(ldprof_span_add(s, when, LDPROF_TLV_STR, k, val + f,
+                                                     (size_t)vl), 0);
+                    n = ldprof_tlv_put(want + used, sizeof(want) - used,
+                                       LDPROF_TLV_STR | stop, k, kl, val + f, (size_t)vl);
+                }
+                cr_assert(n > 0);
+                used += (size_t)n;
+                cr_assert_eq(s->info_len, used, "key %zu value %ld field %d: length", kl, vl, f);
+                cr_assert_eq(memcmp(s->info, want, used), 0,
+                             "key %zu value %ld field %d: bytes differ", kl, vl, f);
+            }
+            cr_assert_eq(s->w.flags & LDPROF_SPAN_TRUNCATED, 0);
+            ldprof_span_discard(s);
+        }
+    }
+}
