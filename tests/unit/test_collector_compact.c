@@ -36,6 +36,7 @@
 #include "collector/json.h"
 #include "collector/store.h"
 #include "collector/trace.h"
+#include "tmpdir.h"
 #include "wire_build.h"
 
 #define T0 1704164645000100000ull
@@ -48,17 +49,13 @@ static char tmpdir[64];
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/ldprof-cmp.XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    unit_tmpdir_make(tmpdir, sizeof tmpdir, "cmp");
     coll_ingest_init("fallback-host");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        cr_log_warn("cleanup failed");
+    unit_tmpdir_remove(tmpdir);
 }
 
 TestSuite(collector_compact, .init = setup, .fini = teardown);

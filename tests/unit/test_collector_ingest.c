@@ -22,6 +22,7 @@
 #include "collector/json.h"
 #include "collector/store.h"
 #include "collector/trace.h"
+#include "tmpdir.h"
 #include "wire_build.h"
 
 #define T0 1704164645000100000ull
@@ -30,17 +31,13 @@ static char tmpdir[64];
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/ldprof-ing.XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    unit_tmpdir_make(tmpdir, sizeof tmpdir, "ing");
     coll_ingest_init("fallback-host");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        cr_log_warn("cleanup failed");
+    unit_tmpdir_remove(tmpdir);
 }
 
 TestSuite(collector_ingest, .init = setup, .fini = teardown);

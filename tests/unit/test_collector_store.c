@@ -14,21 +14,18 @@
 #include "collector/json.h"
 #include "collector/store.h"
 #include "collector/trace.h"
+#include "tmpdir.h"
 
 static char tmpdir[64];
 
 static void setup(void)
 {
-    strcpy(tmpdir, "/tmp/ldprof-st.XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    unit_tmpdir_make(tmpdir, sizeof tmpdir, "st");
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        cr_log_warn("cleanup failed");
+    unit_tmpdir_remove(tmpdir);
 }
 
 TestSuite(collector_store, .init = setup, .fini = teardown);
