@@ -337,11 +337,11 @@ static int json_ok(const uint8_t *v, size_t n)
 }
 
 /* The name of a block in errstr: "process block" (rec < 0) or "record 3". */
-static const char *what_name(char buf[24], long rec)
+static const char *what_name(char buf[32], long rec)
 {
     if (rec < 0)
         return "process block";
-    snprintf(buf, 24, "record %ld", rec);
+    snprintf(buf, 32, "record %ld", rec);
     return buf;
 }
 
@@ -354,7 +354,7 @@ static int check_tlvs(struct coll_dec *d, int err, long rec, const uint8_t *p, s
 {
     size_t off = 0;
     unsigned idx = 0;
-    char w[24];
+    char w[32];
     while (off < n) {
         if (n - off < sizeof(struct ldprof_wire_tlv))
             return fail(d, err, "%s: field %u: %zu bytes left, head needs 4",
