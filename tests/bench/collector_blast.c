@@ -464,18 +464,25 @@ int main(int argc, char **argv)
     double sent = now_s(), done = sent, dumped = 0;
     uint64_t cpu = 0;
     if (cpid) {
-        /* Everything received (SIOCOUTQ 0), then processed (asleep). */
-        for (long k = 0; k < 10000000; k++) {
+        /* Everything received (SIOCOUTQ 0), then processed (asleep): at
+         * most 120 s each (50 us naps), else said on stderr and the figures
+         * run to that point. */
+        long k;
+        for (k = 0; k < 2400000; k++) {
             int q = 0;
             if (ioctl(fd, SIOCOUTQ, &q) < 0 || q == 0)
                 break;
             nap_us(50);
         }
-        for (long k = 0; k < 1000000; k++) {
+        if (k == 2400000)
+            fprintf(stderr, "collector_blast: the collector left datagrams unread for 120 s\n");
+        for (k = 0; k < 2400000; k++) {
             if (proc_idle(cpid))
                 break;
             nap_us(50);
         }
+        if (k == 2400000)
+            fprintf(stderr, "collector_blast: the collector did not go idle (poll) within 120 s\n");
         done = now_s();
         cpu = proc_cpu_ns(cpid) - cpu0;
     }
