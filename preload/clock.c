@@ -166,7 +166,7 @@ int ldprof_clock_feed(uint64_t c, uint64_t n)
             }
             base_mult = r;
             /* continuous: start at p, make the error up over the next period */
-            adj = (int64_t)(((__int128)e << 32) /
+            adj = (int64_t)(((__int128)e * ((__int128)1 << 32)) /
                             (__int128)ticks_for(LDPROF_CLOCK_REFRESH_MS * 1000000ull, r));
             publish(c, p, (uint64_t)((int64_t)r + adj));
         }
