@@ -67,6 +67,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# ndumps DIR: the <base_id>.json dumps in DIR
+ndumps() {
+    find "$1" -maxdepth 1 -name '*-*.json' | wc -l
+}
+
+# expect_dumps DIR N: exit unless DIR holds exactly N dumps
+expect_dumps() {
+    local n
+    n=$(ndumps "$1")
+    if [ "$n" != "$2" ]; then
+        echo "collector.sh: $n dumps written, want $2"
+        exit 1
+    fi
+}
+
 # start_coll DIR ARGS...: a collector on DIR/s.sock writing DIR/t; sets CP
 start_coll() {
     local d=$1
@@ -155,11 +170,7 @@ for mode in each batch; do
         out=$($PIN_S "$BLAST" --socket "$b/s.sock" --traces "$TRACES_B" --seed "$r" \
             --collector-pid "$CP" --wait-dumps "$b/t") || { echo "collector.sh: sender failed"; exit 1; }
         stop_coll
-        n=$(find "$b/t" -maxdepth 1 -name '*-*.json' | wc -l)
-        if [ "$n" != "$TRACES_B" ]; then
-            echo "collector.sh: $n dumps written, want $TRACES_B"
-            exit 1
-        fi
+        expect_dumps "$b/t" "$TRACES_B"
         spans=$(kv spans "$out")
         awk -v n="$spans" -v t="$(kv dumps_s "$out")" 'BEGIN{print n/t}' >>"$WORK/b_$mode"
         awk -v n="$spans" -v c="$(kv cpu_ns "$out")" 'BEGIN{print n/c*1e9}' >>"$WORK/b_cpu_$mode"
@@ -183,11 +194,7 @@ for r in $(seq "$REPS_E"); do
     done
     read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$CP/stat")
     stop_coll
-    n=$(find "$e/t" -maxdepth 1 -name '*-*.json' | wc -l)
-    if [ "$n" != "$TRACES_E" ]; then
-        echo "collector.sh: $n dumps written, want $TRACES_E"
-        exit 1
-    fi
+    expect_dumps "$e/t" "$TRACES_E"
     awk -v u=$((u1 - u0)) -v t="$tck" -v n="$TRACES_E" 'BEGIN{print u/t*1e6/n}' >>"$WORK/e_user"
     awk -v u=$((s1 - s0)) -v t="$tck" -v n="$TRACES_E" 'BEGIN{print u/t*1e6/n}' >>"$WORK/e_sys"
 done
@@ -266,7 +273,7 @@ for r in $(seq "$REPS_B"); do
     $PIN_S "$BLAST" --socket "$f/s.sock" --traces "$TRACES_A" --seed "$r" >/dev/null ||
         { echo "collector.sh: sender failed"; exit 1; }
     for _ in $(seq 600); do # at most 60 s
-        [ "$(find "$f/t" -maxdepth 1 -name '*-*.json' | wc -l)" -ge "$TRACES_A" ] && break
+        [ "$(ndumps "$f/t")" -ge "$TRACES_A" ] && break
         sleep 0.1
     done
     stop_coll
