@@ -340,7 +340,7 @@ int coll_trace_journal_entries(const struct coll_trace *t, struct coll_buf *out)
 int coll_trace_take(struct coll_trace *t, const struct coll_dec *d, const struct coll_span *sp,
                     const char *host)
 {
-    if (!t->max_spans || t->n + coll_raw_count(t) < t->max_spans)
+    if (!t->max_spans || coll_trace_nspans(t) < t->max_spans)
         return coll_raw_add(t, d, sp) < 0 ? COLL_TAKE_OOM : 0;
     json_t *start = NULL, *stop = NULL;
     int rc = 0;

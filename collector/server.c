@@ -437,7 +437,7 @@ static int flush_trace(struct srv *s, struct coll_trace *t)
 {
     struct coll_buf old, out;
     struct coll_trace *merged = NULL, *use = t;
-    int rewrite = 0, rc = -1;
+    int rewrite = 0, rc = -1, rendered = 0; /* rendered: out holds t's dump */
     coll_buf_init(&old);
     coll_buf_init(&out);
 
@@ -457,9 +457,11 @@ static int flush_trace(struct srv *s, struct coll_trace *t)
                 rc = 0;
                 goto out;
             }
+            rendered = 1;
+        } else {
+            coll_buf_free(&out); /* the render below fails again, and reports */
+            coll_buf_init(&out);
         }
-        coll_buf_free(&out); /* the other way renders again, and reports */
-        coll_buf_init(&out);
     }
 
     int r = coll_store_read_dump(&s->store, t->base_id, &old);
@@ -502,8 +504,13 @@ static int flush_trace(struct srv *s, struct coll_trace *t)
                  coll_logq(strerror(errno)));
     }
 
+    if (rendered && use != t) { /* merged with the dump: render that */
+        coll_buf_free(&out);
+        coll_buf_init(&out);
+        rendered = 0;
+    }
     struct coll_report_ctx ctx;
-    if (coll_trace_render(use, &out, &ctx) < 0) {
+    if (!rendered && coll_trace_render(use, &out, &ctx) < 0) {
         /* Bad events (only a hand-edited journal can hold them): retrying
          * cannot help, so the trace is dropped, loudly. */
         s->c.report_errors++;
@@ -905,7 +912,7 @@ static int add_span(struct srv *s, const struct coll_dec *d, const struct coll_s
         memcpy(last->base, sp->hdr.base_id, 16);
     }
     const char *base_id = t->base_id;
-    size_t before = t->n + coll_raw_count(t);
+    size_t before = coll_trace_nspans(t);
     uint64_t cut0 = t->cut_spans;
     int lost = 0, rc = coll_trace_take(t, d, sp, s->host);
     if (rc) {
@@ -915,7 +922,7 @@ static int add_span(struct srv *s, const struct coll_dec *d, const struct coll_s
     }
     lost |= t->cut_spans != cut0;
     note_cut(s, t, cut0);
-    size_t after = t->n + coll_raw_count(t);
+    size_t after = coll_trace_nspans(t);
     if (after >= before)
         s->pending_spans += after - before;
     else /* realized duplicates */
@@ -1173,12 +1180,12 @@ static void replay_line(void *arg, int kind, const char *line, size_t len)
         json_decref(evs);
         return;
     }
-    size_t before = t->n + coll_raw_count(t); /* held records are counted */
+    size_t before = coll_trace_nspans(t); /* held records are counted */
     uint64_t cut0 = t->cut_spans;
     if (coll_trace_add_events(t, evs) < 0)
         r->bad++;
     note_cut(r->s, t, cut0);
-    size_t after = t->n + coll_raw_count(t);
+    size_t after = coll_trace_nspans(t);
     if (after >= before)
         r->s->pending_spans += after - before;
     else /* realized duplicates */
