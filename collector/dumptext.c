@@ -23,6 +23,7 @@
 #include "events.h"
 #include "evtext.h"
 #include "ingest.h"
+#include "report.h"
 #include "trace.h"
 
 #define INDENT 2
@@ -44,12 +45,6 @@ struct ctx {
     const char *host;
     struct coll_buf *etype; /* scratch: a stop event's "exception" value */
 };
-
-/* msec() of report.c / OSProfiler's base.py. */
-static int64_t msec(int64_t us)
-{
-    return (int64_t)((double)us / 1000.0);
-}
 
 /* Records by trace_id, then arrival (the index). */
 static const struct coll_rawrec *g_recs;
@@ -119,20 +114,6 @@ static int memn(struct coll_buf *b, const char *key, size_t klen, int first, int
 
 #define mem(b, lit, first, level) memn(b, lit, sizeof lit - 1, first, level)
 
-static int opt_str(struct coll_buf *b, const struct coll_str *s)
-{
-    return s->p ? coll_json_string(b, s->p, s->len) : coll_buf_put(b, "null", 4);
-}
-
-static int uuid_str(struct coll_buf *b, const uint8_t id[16])
-{
-    char u[40];
-    u[0] = '"';
-    coll_uuid_fmt(id, u + 1);
-    u[37] = '"';
-    return coll_buf_put(b, u, 38);
-}
-
 /* `"meta.raw_payload.<kind>-<suffix>": ` member (first never). */
 static int payload_key(struct coll_buf *b, const struct coll_rawrec *r, const char *suffix,
                        int level)
@@ -178,8 +159,8 @@ static int write_node(struct ctx *c, size_t i, int level)
     if (coll_buf_putc(b, '{') < 0 || mem(b, "info", 1, level + 1) < 0 ||
         coll_buf_putc(b, '{') < 0 || mem(b, "name", 1, il) < 0 || coll_buf_putc(b, '"') < 0 ||
         coll_buf_put(b, kind, strlen(kind)) < 0 || coll_buf_putc(b, '"') < 0 ||
-        mem(b, "project", 0, il) < 0 || opt_str(b, &f->proc->project) < 0 ||
-        mem(b, "service", 0, il) < 0 || opt_str(b, &f->proc->service) < 0 ||
+        mem(b, "project", 0, il) < 0 || coll_text_opt_str(b, &f->proc->project) < 0 ||
+        mem(b, "service", 0, il) < 0 || coll_text_opt_str(b, &f->proc->service) < 0 ||
         mem(b, "host", 0, il) < 0)
         return -1;
     if (f->proc->host.p ? coll_json_string(b, f->proc->host.p, f->proc->host.len) < 0
@@ -203,8 +184,8 @@ static int write_node(struct ctx *c, size_t i, int level)
     if (!s->stop && (mem(b, "finished", 0, il) < 0 || coll_buf_int(b, s->f_ms) < 0))
         return -1;
     if (nl(b, level + 1) < 0 || coll_buf_putc(b, '}') < 0 ||
-        mem(b, "trace_id", 0, level + 1) < 0 || uuid_str(b, s->tid) < 0 ||
-        mem(b, "parent_id", 0, level + 1) < 0 || uuid_str(b, f->sp.hdr.parent_id) < 0 ||
+        mem(b, "trace_id", 0, level + 1) < 0 || coll_text_uuid(b, s->tid) < 0 ||
+        mem(b, "parent_id", 0, level + 1) < 0 || coll_text_uuid(b, f->sp.hdr.parent_id) < 0 ||
         mem(b, "children", 0, level + 1) < 0 ||
         write_kids(c, c->kids + s->kid0, s->nkids, level + 1) < 0)
         return -1;
@@ -272,8 +253,8 @@ int coll_dump_text(const struct coll_trace *t, struct coll_buf *out, const json_
         last_started = v[i].start_us > last_started ? v[i].start_us : last_started;
     }
     for (size_t i = 0; i < n; i++) {
-        v[i].s_ms = msec(v[i].start_us - started_at);
-        v[i].f_ms = v[i].stop ? msec(v[i].stop_us - started_at) : v[i].s_ms;
+        v[i].s_ms = coll_report_msec(v[i].start_us - started_at);
+        v[i].f_ms = v[i].stop ? coll_report_msec(v[i].stop_us - started_at) : v[i].s_ms;
     }
 
     /* ---- _build_tree: parents, children in node order, stable sorts */
@@ -329,9 +310,9 @@ int coll_dump_text(const struct coll_trace *t, struct coll_buf *out, const json_
         coll_buf_putc(b, '{') < 0 || mem(b, "name", 1, 2) < 0 ||
         coll_buf_put(b, "\"total\"", 7) < 0 || mem(b, "started", 0, 2) < 0 ||
         coll_buf_putc(b, '0') < 0 || mem(b, "finished", 0, 2) < 0 ||
-        coll_buf_int(b, msec(finished_at - started_at)) < 0 ||
+        coll_buf_int(b, coll_report_msec(finished_at - started_at)) < 0 ||
         mem(b, "last_trace_started", 0, 2) < 0 ||
-        coll_buf_int(b, msec(last_started - started_at)) < 0 || nl(b, 1) < 0 ||
+        coll_buf_int(b, coll_report_msec(last_started - started_at)) < 0 || nl(b, 1) < 0 ||
         coll_buf_putc(b, '}') < 0 || mem(b, "children", 0, 1) < 0 ||
         write_kids(&c, roots, nroots, 1) < 0 || mem(b, "stats", 0, 1) < 0)
         goto out;

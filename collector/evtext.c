@@ -331,11 +331,6 @@ static int write_node(struct coll_buf *b, int x, int indent, int level)
     return coll_buf_putc(b, '}');
 }
 
-static int opt_str(struct coll_buf *b, const struct coll_str *s)
-{
-    return s->p ? coll_json_string(b, s->p, s->len) : coll_buf_put(b, "null", 4);
-}
-
 /* Member `"key": ` (a literal) after the separator `sep` (sl bytes), or
  * for the first one after sep without its ',' (the newline and indentation;
  * nothing when compact: sl == 2). */
@@ -369,24 +364,18 @@ int coll_event_text(struct coll_buf *b, const struct coll_proc *proc, uint32_t p
         memset(sep + 2, ' ', sl - 2);
     }
     /* "<kind>-start" etc.: ids and time as ASCII text, no escaping needed */
-    char id[40], ts[40];
+    char ts[40];
     int rc = -1;
-    id[0] = ts[0] = '"';
+    ts[0] = '"';
     if (coll_buf_putc(b, '{') < 0 || MEMBER(b, sep, sl, 1, "\"name\": \"") ||
         coll_buf_put(b, kind, strlen(kind)) < 0 ||
         coll_buf_put(b, stop ? "-stop\"" : "-start\"", stop ? 6 : 7) < 0)
         goto out;
-    coll_uuid_fmt(sp->hdr.base_id, id + 1);
-    id[37] = '"';
-    if (MEMBER(b, sep, sl, 0, "\"base_id\": ") || coll_buf_put(b, id, 38) < 0)
+    if (MEMBER(b, sep, sl, 0, "\"base_id\": ") || coll_text_uuid(b, sp->hdr.base_id) < 0)
         goto out;
-    coll_uuid_fmt(sp->hdr.trace_id, id + 1);
-    id[37] = '"';
-    if (MEMBER(b, sep, sl, 0, "\"trace_id\": ") || coll_buf_put(b, id, 38) < 0)
+    if (MEMBER(b, sep, sl, 0, "\"trace_id\": ") || coll_text_uuid(b, sp->hdr.trace_id) < 0)
         goto out;
-    coll_uuid_fmt(sp->hdr.parent_id, id + 1);
-    id[37] = '"';
-    if (MEMBER(b, sep, sl, 0, "\"parent_id\": ") || coll_buf_put(b, id, 38) < 0)
+    if (MEMBER(b, sep, sl, 0, "\"parent_id\": ") || coll_text_uuid(b, sp->hdr.parent_id) < 0)
         goto out;
     coll_ts_fmt(stop ? sp->hdr.end_ns : sp->hdr.start_ns, ts + 1);
     size_t tl = strlen(ts);
@@ -395,8 +384,8 @@ int coll_event_text(struct coll_buf *b, const struct coll_proc *proc, uint32_t p
         goto out;
     if (MEMBER(b, sep, sl, 0, "\"info\": ") || write_node(b, root, indent, level + 1) < 0)
         goto out;
-    if (MEMBER(b, sep, sl, 0, "\"project\": ") || opt_str(b, &proc->project) < 0 ||
-        MEMBER(b, sep, sl, 0, "\"service\": ") || opt_str(b, &proc->service) < 0)
+    if (MEMBER(b, sep, sl, 0, "\"project\": ") || coll_text_opt_str(b, &proc->project) < 0 ||
+        MEMBER(b, sep, sl, 0, "\"service\": ") || coll_text_opt_str(b, &proc->service) < 0)
         goto out;
     if (nl(b, indent, level) < 0 || coll_buf_putc(b, '}') < 0)
         goto out;

@@ -20,7 +20,24 @@
 #include <stdint.h>
 
 #include "decode.h"
+#include "events.h"
 #include "json.h"
+
+/* A process-block string as a JSON string, or null when absent. */
+static inline int coll_text_opt_str(struct coll_buf *b, const struct coll_str *s)
+{
+    return s->p ? coll_json_string(b, s->p, s->len) : coll_buf_put(b, "null", 4);
+}
+
+/* A 16-byte id as a quoted 8-4-4-4-12 UUID string. */
+static inline int coll_text_uuid(struct coll_buf *b, const uint8_t id[16])
+{
+    char u[40];
+    u[0] = '"';
+    coll_uuid_fmt(id, u + 1);
+    u[37] = '"';
+    return coll_buf_put(b, u, 38);
+}
 
 /* Append the start (stop = 0) or stop (stop = 1, only for a record without
  * LDPROF_SPAN_UNFINISHED) event of record `sp` as json.dumps would write it

@@ -28,8 +28,7 @@ __attribute__((format(printf, 3, 4))) static json_t *fail(struct coll_report_ctx
     return NULL;
 }
 
-/* msec() of base.py: int((µs as float) / 1000.0), truncating toward 0. */
-static int64_t msec(int64_t us)
+int64_t coll_report_msec(int64_t us)
 {
     return (int64_t)((double)us / 1000.0);
 }
@@ -238,8 +237,8 @@ json_t *coll_report_build(json_t *events, struct coll_report_ctx *ctx)
             json_object_set(info, "started", json_object_get(info, "finished"));
         if (!json_object_get(info, "finished"))
             json_object_set(info, "finished", json_object_get(info, "started"));
-        int64_t s = msec(json_integer_value(json_object_get(info, "started")) - started_at);
-        int64_t f = msec(json_integer_value(json_object_get(info, "finished")) - started_at);
+        int64_t s = coll_report_msec(json_integer_value(json_object_get(info, "started")) - started_at);
+        int64_t f = coll_report_msec(json_integer_value(json_object_get(info, "finished")) - started_at);
         /* New integers, set in place: "started" and "finished" may share one
          * json_t (set just above), so never json_integer_set() them. */
         if (json_object_set_new(info, "started", json_integer(s)) ||
@@ -310,10 +309,10 @@ json_t *coll_report_build(json_t *events, struct coll_report_ctx *ctx)
     json_object_set_new(rinfo, "name", json_string("total"));
     json_object_set_new(rinfo, "started", json_integer(0));
     json_object_set_new(rinfo, "finished",
-                        have_start_at ? json_integer(msec(finished_at - started_at))
+                        have_start_at ? json_integer(coll_report_msec(finished_at - started_at))
                                       : json_null());
     json_object_set_new(rinfo, "last_trace_started",
-                        have_start_at ? json_integer(msec(last_started_at - started_at))
+                        have_start_at ? json_integer(coll_report_msec(last_started_at - started_at))
                                       : json_null());
     json_object_set_new(report, "info", rinfo);
     json_object_set(report, "children", tree);

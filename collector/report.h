@@ -10,6 +10,8 @@
 #ifndef LDPROF_COLLECTOR_REPORT_H
 #define LDPROF_COLLECTOR_REPORT_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "json.h"
@@ -38,6 +40,11 @@ json_t *coll_report_build(json_t *events, struct coll_report_ctx *ctx);
 /* Append `report` as `osprofiler trace show --json` prints it:
  * json.dumps(indent=2, separators=(",", ": ")) plus "\n".  Returns 0/-1. */
 int coll_report_dump(struct coll_buf *b, const json_t *report);
+
+/* OSProfiler's base.py msec(): int((µs as float) / 1000.0), truncating
+ * toward 0 (the report's started/finished fields, also written by
+ * dumptext.c). */
+int64_t coll_report_msec(int64_t us);
 
 /* Free a report built by coll_report_build().  Use this rather than a bare
  * json_decref(): spans whose parents form a cycle are (as in OSProfiler)
