@@ -312,6 +312,16 @@ struct hmac_memo {
 
 static __thread struct hmac_memo tls_memo __attribute__((tls_model("initial-exec")));
 
+/* Keep @st, the state after the first block @msg under key @k, in @m. */
+static void memo_store(struct hmac_memo *m, const struct ldprof_hmac_key *k, const uint8_t *msg,
+                       const uint32_t st[5])
+{
+    memcpy(m->key_inner, k->inner, sizeof m->key_inner);
+    memcpy(m->block, msg, 64);
+    memcpy(m->st, st, sizeof m->st);
+    m->valid = 1;
+}
+
 /* HMAC-SHA1 from the precomputed states: 1 + ceil((len + 9) / 64) blocks. */
 static void hmac_run(enum ldprof_impl impl, const struct ldprof_hmac_key *k,
                      const uint8_t *msg, size_t len, uint8_t mac[20])
@@ -328,10 +338,7 @@ static void hmac_run(enum ldprof_impl impl, const struct ldprof_hmac_key *k,
         } else {
             memcpy(st, k->inner, sizeof st);
             sha1_blocks(impl, st, msg, 1);
-            memcpy(m->key_inner, k->inner, sizeof m->key_inner);
-            memcpy(m->block, msg, 64);
-            memcpy(m->st, st, sizeof st);
-            m->valid = 1;
+            memo_store(m, k, msg, st);
         }
         sha1_finish(impl, st, 128, msg + 64, len - 64, inner);
     } else {
@@ -574,15 +581,6 @@ X86_TARGET static inline const uint32_t *memo_find_x86(const struct hmac_memo *m
         d = _mm_or_si128(d, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(m->block + 16 * i)),
                                           _mm_loadu_si128((const __m128i *)(msg + 16 * i))));
     return _mm_testz_si128(d, d) ? m->st : NULL;
-}
-
-static void memo_store(struct hmac_memo *m, const struct ldprof_hmac_key *k, const uint8_t *msg,
-                       const uint32_t st[5])
-{
-    memcpy(m->key_inner, k->inner, sizeof m->key_inner);
-    memcpy(m->block, msg, 64);
-    memcpy(m->st, st, sizeof m->st);
-    m->valid = 1;
 }
 
 /* One key, with the memo (read and written, as hmac_run). */
