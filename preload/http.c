@@ -1022,7 +1022,8 @@ static __attribute__((noinline, cold)) void rx_parse(struct http_fd *h, const ch
 {
     size_t done;
 
-    STAT_INC(parsed);
+    if (h->rx_fast)
+        STAT_INC(parsed); /* a hand-over, not each buffer of a parsed stream */
     h->rx_fast = 0;
     h->rx.data = h;
     done = http_parser_execute(&h->rx, &rx_settings, buf, n);
@@ -1165,7 +1166,8 @@ static __attribute__((noinline, cold)) void tx_parse(struct http_fd *h, const ch
 {
     size_t done;
 
-    STAT_INC(parsed);
+    if (h->tx_fast)
+        STAT_INC(parsed);
     h->tx_fast = h->tx_fast_done = 0;
     h->tx.data = h;
     done = http_parser_execute(&h->tx, &tx_settings, buf, n);
@@ -1664,20 +1666,36 @@ void ldprof_http_on_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, siz
     }
 }
 
-void ldprof_http_on_send(int fd, const void *buf, size_t n)
+/* Take @h's tx lock: 0 when its stream is not followed (dead, or another
+ * writer holds the lock: two writers at once, our parser would lose bytes,
+ * so it is dead from now on). */
+static inline int tx_take(struct http_fd *h)
 {
-    struct http_fd *h = fd_state(fd);
-
     if (h->tx_dead)
-        return;
+        return 0;
     if (!ldprof_spin_trylock(&h->tx_lock)) {
         h->tx_dead = 1;
-        return;
+        return 0;
     }
+    return 1;
+}
+
+/* @n bytes the program wrote on @fd, to its stream's parser (tx lock held). */
+static inline void tx_feed_kind(struct http_fd *h, int fd, const char *buf, size_t n)
+{
     if (ldprof_http_kinds[fd] == LDPROF_FD_SERVER)
         tx_feed(h, buf, n);
     else if (ldprof_http_kinds[fd] == LDPROF_FD_CLIENT)
         client_tx_feed(h, buf, n);
+}
+
+void ldprof_http_on_send(int fd, const void *buf, size_t n)
+{
+    struct http_fd *h = fd_state(fd);
+
+    if (!tx_take(h))
+        return;
+    tx_feed_kind(h, fd, buf, n);
     ldprof_spin_unlock(&h->tx_lock);
 }
 
@@ -1686,20 +1704,13 @@ void ldprof_http_on_send_iov(int fd, const struct iovec *iov, size_t iovcnt, siz
 {
     struct http_fd *h = fd_state(fd);
 
-    if (h->tx_dead)
+    if (!tx_take(h))
         return;
-    if (!ldprof_spin_trylock(&h->tx_lock)) {
-        h->tx_dead = 1;
-        return;
-    }
     for (size_t i = 0; i < iovcnt && n > 0 && !h->tx_dead; i++) {
         size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
         if (len == 0)
             continue;
-        if (ldprof_http_kinds[fd] == LDPROF_FD_SERVER)
-            tx_feed(h, iov[i].iov_base, len);
-        else if (ldprof_http_kinds[fd] == LDPROF_FD_CLIENT)
-            client_tx_feed(h, iov[i].iov_base, len);
+        tx_feed_kind(h, fd, iov[i].iov_base, len);
         n -= len;
     }
     ldprof_spin_unlock(&h->tx_lock);

@@ -132,8 +132,8 @@ struct ldprof_http_stats {
     uint64_t responses;  /* response messages completed */
     uint64_t abandoned;  /* spans ended by connection close */
     uint64_t desync;     /* connections dropped from tracking */
-    uint64_t parsed;     /* server connections: buffers the fast path left to
-                          * http_parser (tests check it frames common heads) */
+    uint64_t parsed;     /* server connections: streams the fast path handed
+                          * to http_parser (tests check it frames common heads) */
 };
 void ldprof_http_stats(struct ldprof_http_stats *out);
 

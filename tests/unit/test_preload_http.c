@@ -952,7 +952,7 @@ Test(preload_http, stats_survive_fd_reuse_and_dropped_fds)
 /*
  * The fast path must frame common heads itself, not merely agree with the
  * parser (a fast path that declines too much is only slower, which the
- * comparisons above cannot see): stats.parsed counts the buffers left to
+ * comparisons above cannot see): stats.parsed counts the hand-overs to
  * http_parser.  zaqard's own request and response (curl, libmicrohttpd:
  * the response head in a buffer of its own), then lines of every length
  * from 0 to 40 bytes of value, and names of 1 to 20 bytes, first, in the
@@ -1016,7 +1016,7 @@ Test(preload_http, fast_common_heads_skip_the_parser)
     ldprof_http_stats(&b);
     cr_assert_eq(b.requests - a.requests, want);
     cr_assert_eq(b.responses - a.responses, want);
-    cr_assert_eq(b.parsed - a.parsed, 0, "%lu buffers went to the parser",
+    cr_assert_eq(b.parsed - a.parsed, 0, "%lu hand-overs to the parser",
                  (unsigned long)(b.parsed - a.parsed));
 }
 
