@@ -110,15 +110,17 @@ static inline __attribute__((always_inline)) void
 after_recv_iov(int fd, const struct iovec *iov, size_t iovcnt, ssize_t r)
 {
     int saved = errno;
-    size_t asked = 0;
 
-    for (size_t i = 0; i < iovcnt; i++)
-        asked += iov[i].iov_len;
     if (ldprof_enter()) {
-        if (r > 0)
+        if (r > 0) {
             ldprof_http_on_recv_iov(fd, iov, iovcnt, (size_t)r);
-        else if (r == 0 && asked > 0)
-            ldprof_http_on_eof(fd);
+        } else if (r == 0) {
+            size_t asked = 0; /* a 0-byte read returning 0 is not end of stream */
+            for (size_t i = 0; i < iovcnt; i++)
+                asked += iov[i].iov_len;
+            if (asked > 0)
+                ldprof_http_on_eof(fd);
+        }
     }
     ldprof_leave();
     errno = saved;
