@@ -31,6 +31,13 @@
 
 #include "ldprof/wire.h"
 
+/* Store @v as @n little-endian bytes at @p (the wire's byte order). */
+static inline void coll_put_le(void *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        ((unsigned char *)p)[i] = (unsigned char)(v >> (8 * i));
+}
+
 /* Error codes, in the order the checks run.  coll_dec_reason() gives the
  * stable snake_case name used in logs and in the stats file. */
 enum coll_dec_err {

@@ -273,12 +273,6 @@ int coll_trace_realize(struct coll_trace *t)
     return rc;
 }
 
-static void put_le(char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (char)(unsigned char)(v >> (8 * i));
-}
-
 /* Close the datagram entry that starts at out->p + f (its frame head):
  * fill in the lengths and the record count, add the "\n". */
 static int dgram_close(struct coll_buf *out, size_t f, uint32_t nrec)
@@ -286,9 +280,9 @@ static int dgram_close(struct coll_buf *out, size_t f, uint32_t nrec)
     if (out->oom)
         return -1;
     size_t len = out->len - f - 8;
-    put_le(out->p + f + 4, len, 4);       /* frame: datagram bytes */
-    put_le(out->p + f + 8 + 8, len, 4);   /* hdr.len */
-    put_le(out->p + f + 8 + 16, nrec, 4); /* hdr.nrec */
+    coll_put_le(out->p + f + 4, len, 4);       /* frame: datagram bytes */
+    coll_put_le(out->p + f + 8 + 8, len, 4);   /* hdr.len */
+    coll_put_le(out->p + f + 8 + 16, nrec, 4); /* hdr.nrec */
     return coll_buf_addc(out, '\n');
 }
 
@@ -317,11 +311,11 @@ int coll_trace_journal_entries(const struct coll_trace *t, struct coll_buf *out)
             char head[8 + sizeof(struct ldprof_wire_hdr)];
             memset(head, 0, sizeof head);
             memcpy(head, COLL_JOURNAL_DGRAM_MAGIC, 4);
-            put_le(head + 8, LDPROF_WIRE_MAGIC, 4);
-            put_le(head + 8 + 4, LDPROF_WIRE_VERSION, 2);
-            put_le(head + 8 + 6, LDPROF_MSG_SPANS, 2);
-            put_le(head + 8 + 12, e->pid, 4);
-            put_le(head + 8 + 20, e->proc->len, 2);
+            coll_put_le(head + 8, LDPROF_WIRE_MAGIC, 4);
+            coll_put_le(head + 8 + 4, LDPROF_WIRE_VERSION, 2);
+            coll_put_le(head + 8 + 6, LDPROF_MSG_SPANS, 2);
+            coll_put_le(head + 8 + 12, e->pid, 4);
+            coll_put_le(head + 8 + 20, e->proc->len, 2);
             f = out->len;
             coll_buf_add(out, head, sizeof head);
             coll_buf_add(out, e->proc->bytes, e->proc->len);

@@ -992,10 +992,8 @@ static void redis_push_kept(struct srv *s, const uint8_t *buf, const struct coll
             n++;
         }
     }
-    for (int k = 0; k < 4; k++) {
-        out[8 + k] = (uint8_t)(off >> (8 * k)); /* hdr.len */
-        out[16 + k] = (uint8_t)(n >> (8 * k));  /* hdr.nrec */
-    }
+    coll_put_le(out + 8, off, 4);  /* hdr.len */
+    coll_put_le(out + 16, n, 4);   /* hdr.nrec */
     struct coll_dec kept;
     if (coll_decode(&kept, out, off) < 0) { /* cannot happen: parts of a valid one */
         s->redis.failed += 2 * (uint64_t)n;
