@@ -1,6 +1,6 @@
 #!/bin/sh
-# preload/check-hot.sh HOT_LD SOURCES... - run by the Makefile after the
-# relocatable link with preload/hot.ld.  A section pattern of hot.ld that
+# preload/check-hot.sh HOT_LD SOURCES... - run by the Makefile just before
+# the relocatable link with preload/hot.ld.  A section pattern of hot.ld that
 # matches nothing is silently ignored by the linker, so a function or
 # variable renamed in the sources would quietly fall out of the layout;
 # this fails the build instead: every name hot.ld lists (.text.NAME,
