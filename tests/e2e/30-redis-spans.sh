@@ -29,11 +29,12 @@
 # redis.args.
 #
 # Then `redis_client --classify` (hooks/hiredis.c's command lists: keyless,
-# subcommand, secret, EVAL/EVALSHA, async SUBSCRIBE) runs without the
-# preload (ka), traced (kc) and traced with LDPROF_RECORD_VALUES=1 (ke):
-# same stdout; each span's command, subcommand, script, key and args are
-# the expected ones, the async SUBSCRIBE has no span and no secret
-# command's argument is recorded.
+# subcommand, secret, EVAL/EVALSHA, async SUBSCRIBE, psubscribe and
+# MONITOR) runs without the preload (ka), traced (kc) and traced with
+# LDPROF_RECORD_VALUES=1 (ke): same stdout; each span's command,
+# subcommand, script, key and args are the expected ones, the async
+# SUBSCRIBE, psubscribe and MONITOR have no span (their callbacks see every
+# message) and no secret command's argument is recorded.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_services redis
 ldprof_need
@@ -272,6 +273,8 @@ EVALSHA|-|SHA|-|-|SHA 0
 MIGRATE|-|-|127.0.0.1|-|-
 ECHO|-|-|-|async|hello
 PUBLISH|-|-|-|-|K:chan news
+PUBLISH|-|-|-|-|K:chan pnews
+PING|-|-|-|-|monitored
 DEL|-|-|K:str|-|K:copy K:hash K:m K:list K:n
 EOF
 )

@@ -39,7 +39,10 @@
  * letter masks) or near names (EXISTS with EVAL's numkeys shape, SUBSTR,
  * APPEND, COPY...), lower-case names, then an async ECHO (traced) and an
  * async SUBSCRIBE (untraced: its callback runs more than once) with a
- * PUBLISH the subscription receives.  Only the reply types are printed
+ * PUBLISH the subscription receives, and on fresh contexts an async
+ * psubscribe and MONITOR (untraced too: the hook's name list, not
+ * hiredis's flags, decides for a context's first command) each seeing a
+ * PUBLISH / PING.  Only the reply types are printed
  * (INFO, HELLO... carry per-run values), except the SCRIPT LOAD digest.
  * tests/e2e/30-redis-spans.sh lists the spans it expects.
  */
@@ -172,16 +175,17 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     async_pending--;
 }
 
-static int run_async(const char *host, int port, int db, const char *key)
+/* An async context driven by async_step (one at a time: the event flags
+ * are global), or NULL after printing why. */
+static redisAsyncContext *async_open(const char *host, int port)
 {
     redisAsyncContext *ac = redisAsyncConnect(host, port);
-    char dbs[16];
-    const char *argv[2] = {"GET", key};
-    int steps = 0;
 
     if (ac == NULL || ac->err) {
         fprintf(stderr, "redis_client: async connect: %s\n", ac ? ac->errstr : "NULL");
-        return -1;
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        return NULL;
     }
     ac->ev.data = ac;
     ac->ev.addRead = ev_add_read;
@@ -189,7 +193,20 @@ static int run_async(const char *host, int port, int db, const char *key)
     ac->ev.addWrite = ev_add_write;
     ac->ev.delWrite = ev_del_write;
     ac->ev.cleanup = ev_cleanup;
+    want_read = 0;
     want_write = 1; /* the nonblocking connect completes on writability */
+    return ac;
+}
+
+static int run_async(const char *host, int port, int db, const char *key)
+{
+    redisAsyncContext *ac = async_open(host, port);
+    char dbs[16];
+    const char *argv[2] = {"GET", key};
+    int steps = 0;
+
+    if (ac == NULL)
+        return -1;
     snprintf(dbs, sizeof(dbs), "%d", db);
     /* (SELECT only when a database is named: the test URIs name none.) */
     if (db != 0 && redisAsyncCommand(ac, NULL, NULL, "SELECT %s", dbs) != REDIS_OK)
@@ -349,6 +366,34 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata)
     sub_msgs++;
 }
 
+/* Callback of psubscribe and MONITOR (@privdata: the step's name): the
+ * confirmation, then each message (NULL when the context is freed).  The
+ * reply's kind is printed (psubscribe / pmessage, OK), for a MONITOR line
+ * (a time, a client port, the command) only whether it is the PING sent. */
+static int multi_msgs;
+
+static void on_multi(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply, *w;
+    const char *what = privdata;
+
+    (void)ac;
+    if (r == NULL)
+        return;
+    if (what == NULL || (strcmp(what, "async psubscribe") != 0 && strcmp(what, "async MONITOR") != 0)) {
+        failures++; /* not the caller's privdata */
+        return;
+    }
+    w = r->type == REDIS_REPLY_ARRAY && r->elements >= 3 ? r->element[0] : r;
+    if (w->type != REDIS_REPLY_STRING && w->type != REDIS_REPLY_STATUS)
+        failures++;
+    else if (w != r || strcmp(w->str, "OK") == 0)
+        printf("%s: %s\n", what, w->str);
+    else /* a MONITOR line: a time, the client, the command */
+        printf("%s: %s\n", what, strstr(w->str, "\"PING\" \"monitored\"") ? "the PING" : w->str);
+    multi_msgs++;
+}
+
 /* Drive @ac (the hand-made loop of run_async) until *@count reaches @want. */
 static void async_drive(redisAsyncContext *ac, const int *count, int want)
 {
@@ -452,18 +497,10 @@ static int run_classify(const char *host, int port, int db)
     expect_kind("MIGRATE", redisCommand(c, "MIGRATE 127.0.0.1 1 %s 0 1000", kx), REDIS_REPLY_STATUS);
 
     /* async: ECHO traced, SUBSCRIBE not; the PUBLISH reaches it */
-    ac = redisAsyncConnect(host, port);
-    if (ac == NULL || ac->err) {
-        fprintf(stderr, "redis_client: async connect: %s\n", ac ? ac->errstr : "NULL");
+    ac = async_open(host, port);
+    if (ac == NULL) {
         failures++;
     } else {
-        ac->ev.data = ac;
-        ac->ev.addRead = ev_add_read;
-        ac->ev.delRead = ev_del_read;
-        ac->ev.addWrite = ev_add_write;
-        ac->ev.delWrite = ev_del_write;
-        ac->ev.cleanup = ev_cleanup;
-        want_write = 1;
         if (redisAsyncCommand(ac, on_echo, NULL, "ECHO hello") != REDIS_OK ||
             redisAsyncCommand(ac, on_sub, NULL, "SUBSCRIBE %s", kch) != REDIS_OK)
             failures++;
@@ -472,6 +509,38 @@ static int run_classify(const char *host, int port, int db)
         expect_kind("PUBLISH to async", redisCommand(c, "PUBLISH %s news", kch), REDIS_REPLY_INTEGER);
         async_drive(ac, &sub_msgs, 2);
         if (echo_done != 1 || sub_msgs != 2)
+            failures++;
+        redisAsyncFree(ac);
+    }
+
+    /* async, the first command of a fresh context each (the hook's name
+     * list decides, not hiredis's subscribed/monitoring flags): psubscribe
+     * (lower case) and MONITOR, untraced, their callbacks run for every
+     * message with the caller's privdata */
+    if ((ac = async_open(host, port)) == NULL) {
+        failures++;
+    } else {
+        if (redisAsyncCommand(ac, on_multi, (void *)"async psubscribe", "psubscribe %s*", kch) !=
+            REDIS_OK)
+            failures++;
+        async_drive(ac, &multi_msgs, 1);
+        expect_kind("PUBLISH to psubscribe", redisCommand(c, "PUBLISH %s pnews", kch),
+                    REDIS_REPLY_INTEGER);
+        async_drive(ac, &multi_msgs, 2);
+        if (multi_msgs != 2)
+            failures++;
+        redisAsyncFree(ac);
+    }
+    multi_msgs = 0;
+    if ((ac = async_open(host, port)) == NULL) {
+        failures++;
+    } else {
+        if (redisAsyncCommand(ac, on_multi, (void *)"async MONITOR", "MONITOR") != REDIS_OK)
+            failures++;
+        async_drive(ac, &multi_msgs, 1);
+        expect_kind("PING to MONITOR", redisCommand(c, "PING monitored"), REDIS_REPLY_STRING);
+        async_drive(ac, &multi_msgs, 2);
+        if (multi_msgs != 2)
             failures++;
         redisAsyncFree(ac);
     }
