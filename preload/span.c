@@ -194,10 +194,6 @@ int ldprof_tlv_put(uint8_t *dst, size_t cap, uint8_t type, const char *key, size
     return (int)need;
 }
 
-/* A field's TLV type: @type, with LDPROF_TLV_STOP for a stop field. */
-#define SPAN_TYPE(when, type)                                                                 \
-    ((uint8_t)((when) == LDPROF_FIELD_STOP ? (type) | LDPROF_TLV_STOP : (type)))
-
 /* span_add when the field does not fit as it is (@type with its STOP bit):
  * cut a long string, else mark the span truncated.  Out of line: rare. */
 static __attribute__((noinline, cold)) int span_add_slow(struct ldprof_span *s, uint8_t type,
@@ -233,44 +229,31 @@ static __attribute__((noinline, cold)) int span_add_slow(struct ldprof_span *s, 
 }
 
 /*
- * ldprof_span_add with the key's length known (@key not NULL; @type with
- * the STOP bit for a stop field: six arguments, so that the callers
- * tail-call it).  One copy,
- * not inlined: every field writer (the three entry points below, the
- * hooks' ldprof_span_add_str of a value whose length is not a constant)
- * runs these same few code lines, which a request then touches once
- * however many fields it writes (docs/performance.md, section 3).
+ * A field with the key's length known (@key not NULL; @type with the STOP
+ * bit for a stop field: six arguments, so that the callers tail-call it).
+ * One copy, not inlined: every field writer (the three entry points
+ * below, behind each ldprof_span_add* call whose lengths are not both
+ * constants) runs these same few code lines, which a request then touches
+ * once however many fields it writes (docs/performance.md, section 3).
+ * The fast path is span.h's ldprof_span_put, the one the call sites with
+ * constant lengths inline.
  */
 static __attribute__((noinline)) int span_add(struct ldprof_span *s, uint8_t type,
                                               const char *key, size_t klen, const void *val,
                                               size_t vlen)
 {
-    size_t room;
-
-    room = LDPROF_WIRE_MAX_INFO - s->info_len;
-    if (__builtin_expect(klen - 1 < 255 && vlen <= room && 4 + klen + vlen <= room, 1)) {
-        /* The common case, what ldprof_tlv_put does when the field fits,
-         * written in place: no call, no re-checks. */
-        struct ldprof_wire_tlv t = {type, (uint8_t)klen, (uint16_t)vlen};
-        uint8_t *d = s->info + s->info_len;
-
-        _Static_assert(LDPROF_WIRE_MAX_INFO <= 65535, "vlen fits the TLV");
-        _Static_assert(sizeof(t) == 4, "TLV head is 4 bytes");
-        memcpy(d, &t, sizeof(t));
-        ldprof_copy_short(d + sizeof(t), key, klen);
-        ldprof_copy_short(d + sizeof(t) + klen, val, vlen);
-        s->info_len = (uint16_t)(s->info_len + sizeof(t) + klen + vlen);
+    if (__builtin_expect(ldprof_span_put(s, type, key, klen, val, vlen) == 0, 1))
         return 0;
-    }
     return span_add_slow(s, type, key, klen, val, vlen);
 }
 
-int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *key,
-                    const void *val, size_t vlen)
+int ldprof_span_add_k(struct ldprof_span *s, int when, uint8_t type, const char *key, long klen,
+                      const void *val, size_t vlen)
 {
     if (s == NULL || key == NULL)
         return -1;
-    return span_add(s, SPAN_TYPE(when, type), key, strlen(key), val, vlen);
+    return span_add(s, LDPROF_SPAN_TYPE(when, type), key,
+                    klen < 0 ? strlen(key) : (size_t)klen, val, vlen);
 }
 
 int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long klen,
@@ -279,7 +262,7 @@ int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long
     /* (nothing here can change errno: no errno save needed) */
     if (s == NULL || key == NULL || val == NULL)
         return -1;
-    return span_add(s, SPAN_TYPE(when, LDPROF_TLV_STR), key,
+    return span_add(s, LDPROF_SPAN_TYPE(when, LDPROF_TLV_STR), key,
                     klen < 0 ? strlen(key) : (size_t)klen, val,
                     vlen < 0 ? strlen(val) : (size_t)vlen);
 }
@@ -289,7 +272,7 @@ int ldprof_span_add_int_k(struct ldprof_span *s, int when, const char *key, long
 {
     if (s == NULL || key == NULL)
         return -1;
-    return span_add(s, SPAN_TYPE(when, LDPROF_TLV_INT), key,
+    return span_add(s, LDPROF_SPAN_TYPE(when, LDPROF_TLV_INT), key,
                     klen < 0 ? strlen(key) : (size_t)klen, &val,
                     sizeof(val));
 }

@@ -73,18 +73,18 @@ void ldprof_span_close(struct ldprof_span *s, unsigned flags);
  * this process's to report). */
 void ldprof_span_discard(struct ldprof_span *s);
 
-/* ldprof_span_add - add a TLV field; @when LDPROF_FIELD_START/STOP. */
-int ldprof_span_add(struct ldprof_span *s, int when, uint8_t type, const char *key,
-                    const void *val, size_t vlen);
-
 /*
- * The public ldprof_span_add_str/_int (ldprof.h) as the hooks call them:
- * with a key (and a NUL-terminated value) known at compile time, its length
- * is passed along instead of measured with strlen on every call.  Same
- * result, same bytes: ldprof_span_add_str_k/_int_k with @klen (or @vlen)
- * -1 measure it as ldprof_span_add_str does.  Code that wants the exported
- * functions themselves writes (ldprof_span_add_str)(...).
+ * The field writers: ldprof_span_add (a TLV field of any type; @when
+ * LDPROF_FIELD_START/STOP; a macro below) and the public
+ * ldprof_span_add_str/_int (ldprof.h) as the library's own code calls
+ * them: with a key (and a NUL-terminated value) known at compile time,
+ * its length is passed along instead of measured with strlen on every
+ * call.  Same result, same bytes: the _k functions with @klen (or @vlen)
+ * -1 measure it as the exported functions do.  Code that wants the
+ * exported functions themselves writes (ldprof_span_add_str)(...).
  */
+int ldprof_span_add_k(struct ldprof_span *s, int when, uint8_t type, const char *key, long klen,
+                      const void *val, size_t vlen);
 int ldprof_span_add_str_k(struct ldprof_span *s, int when, const char *key, long klen,
                           const char *val, long vlen);
 int ldprof_span_add_int_k(struct ldprof_span *s, int when, const char *key, long klen,
@@ -120,28 +120,37 @@ static inline __attribute__((always_inline)) void ldprof_copy_short(uint8_t *dst
     }
 }
 
+/* A field's TLV type: @type, with LDPROF_TLV_STOP for a stop field. */
+#define LDPROF_SPAN_TYPE(when, type)                                                          \
+    ((uint8_t)((when) == LDPROF_FIELD_STOP ? (type) | LDPROF_TLV_STOP : (type)))
+
 /*
- * ldprof_span_add_lit - the common case of ldprof_span_add with a key whose
- * length @klen the compiler knows, written in place at the call site (the
- * key copy is then a fixed-size move): 0 when done, 1 when the caller must
- * take the general path (which handles what does not fit exactly as
- * before).  The bytes are those ldprof_span_add writes.
+ * ldprof_span_put - the one fast path of every field writer: the field
+ * (@type with its STOP bit, a key of @klen bytes) appended to @s's info
+ * when it fits as it is, what ldprof_tlv_put writes then: 0.  1 when it
+ * does not (key length not 1..255, or no room): the caller takes span.c's
+ * slow path, which cuts a long string or marks the span truncated.
+ * Inlined both where the lengths are constants (a field written in place
+ * at the call site: the copies are fixed-size moves, no call) and in
+ * span.c's one out-of-line writer (every other field).
  */
-static inline __attribute__((always_inline)) int
-ldprof_span_add_lit(struct ldprof_span *s, int when, uint8_t type, const char *key, size_t klen,
-                    const void *val, size_t vlen)
+static inline __attribute__((always_inline)) int ldprof_span_put(struct ldprof_span *s,
+                                                                 uint8_t type, const char *key,
+                                                                 size_t klen, const void *val,
+                                                                 size_t vlen)
 {
     size_t used = s->info_len;
 
-    if (klen - 1 < 255 && vlen <= LDPROF_WIRE_MAX_INFO &&
-        __builtin_expect(used + 4 + klen + vlen <= LDPROF_WIRE_MAX_INFO, 1)) {
-        struct ldprof_wire_tlv t = {
-            (uint8_t)(when == LDPROF_FIELD_STOP ? type | LDPROF_TLV_STOP : type), (uint8_t)klen,
-            (uint16_t)vlen};
+    _Static_assert(LDPROF_WIRE_MAX_INFO <= 65535, "vlen fits the TLV");
+    if (__builtin_expect(klen - 1 < 255 && vlen <= LDPROF_WIRE_MAX_INFO &&
+                             used + 4 + klen + vlen <= LDPROF_WIRE_MAX_INFO,
+                         1)) {
+        struct ldprof_wire_tlv t = {type, (uint8_t)klen, (uint16_t)vlen};
         uint8_t *d = s->info + used;
 
+        _Static_assert(sizeof(t) == 4, "TLV head is 4 bytes");
         __builtin_memcpy(d, &t, sizeof(t));
-        __builtin_memcpy(d + sizeof(t), key, klen);
+        ldprof_copy_short(d + sizeof(t), key, klen);
         ldprof_copy_short(d + sizeof(t) + klen, val, vlen);
         s->info_len = (uint16_t)(used + sizeof(t) + klen + vlen);
         return 0;
@@ -167,7 +176,8 @@ ldprof_span_add_str_inl(struct ldprof_span *s, int when, const char *key, const 
      * length-dispatched copy at every call site. */
     if (__builtin_constant_p(klen) && klen > 0 && __builtin_constant_p(vlen) && vlen >= 0 &&
         s != NULL && val != NULL &&
-        ldprof_span_add_lit(s, when, LDPROF_TLV_STR, key, (size_t)klen, val, (size_t)vlen) == 0)
+        ldprof_span_put(s, LDPROF_SPAN_TYPE(when, LDPROF_TLV_STR), key, (size_t)klen, val,
+                        (size_t)vlen) == 0)
         return 0;
     return ldprof_span_add_str_k(s, when, key, klen, val, vlen);
 }
@@ -178,11 +188,29 @@ ldprof_span_add_int_inl(struct ldprof_span *s, int when, const char *key, int64_
     long klen = LDPROF_CONST_STRLEN(key);
 
     if (__builtin_constant_p(klen) && klen > 0 && s != NULL &&
-        ldprof_span_add_lit(s, when, LDPROF_TLV_INT, key, (size_t)klen, &val, sizeof(val)) == 0)
+        ldprof_span_put(s, LDPROF_SPAN_TYPE(when, LDPROF_TLV_INT), key, (size_t)klen, &val,
+                        sizeof(val)) == 0)
         return 0;
     return ldprof_span_add_int_k(s, when, key, klen, val);
 }
 
+/* ldprof_span_add: in place when the key and the value length are
+ * constants, else span.c's writer, told the key's length when it is a
+ * constant (a literal key: no strlen). */
+static inline __attribute__((always_inline)) int
+ldprof_span_add_inl(struct ldprof_span *s, int when, uint8_t type, const char *key,
+                    const void *val, size_t vlen)
+{
+    long klen = LDPROF_CONST_STRLEN(key);
+
+    if (__builtin_constant_p(klen) && klen > 0 && __builtin_constant_p(vlen) && s != NULL &&
+        ldprof_span_put(s, LDPROF_SPAN_TYPE(when, type), key, (size_t)klen, val, vlen) == 0)
+        return 0;
+    return ldprof_span_add_k(s, when, type, key, klen, val, vlen);
+}
+
+#define ldprof_span_add(s, when, type, key, val, vlen)                                         \
+    ldprof_span_add_inl((s), (when), (type), (key), (val), (vlen))
 #define ldprof_span_add_str(s, when, key, val, vlen)                                           \
     ldprof_span_add_str_inl((s), (when), (key), (val), (vlen))
 #define ldprof_span_add_int(s, when, key, val) ldprof_span_add_int_inl((s), (when), (key), (val))
