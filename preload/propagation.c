@@ -637,34 +637,41 @@ HMAC_X86_GROUP(4)
 #undef HMAC_X86_GROUP
 
 /*
- * Verify's key search on x86: key @first alone (the thread's hint, see
- * verify_hint_get(): the key that matched last, usually the one most
- * requests are signed with; key 0 without a hint), then the others in
- * key order, four at a time.  Returns the first of the others that
- * matches in key order, or @first when it matched (the caller maps that
- * to the first key with the same states: verify_first_same()), or -1.
+ * The key verify tries @t-th (0, 1, ...) after key @first: the others in
+ * key order, 0..first-1 then first+1...  Both searches (x86 and portable)
+ * take their order from here.
+ */
+static inline int verify_other(int first, int t)
+{
+    return t < first ? t : t + 1;
+}
+
+/*
+ * Verify's key search on x86: key @first alone (the thread's or the
+ * process's hint, see verify_hint_get(): the key that matched last,
+ * usually the one most requests are signed with; key 0 without a hint),
+ * then the others in key order, four at a time.  Returns the first of
+ * the others that matches in key order, or @first when it matched (the
+ * caller maps that to the first key with the same states:
+ * verify_first_same()), or -1; *@ntried gets the number of keys whose
+ * HMAC it computed.
  */
 X86_TARGET static int verify_keys_x86(const struct ldprof_keyring *kr, int first,
                                       const uint8_t *msg, size_t len, const uint8_t want[20],
-                                      struct verify_pre *pre)
+                                      struct verify_pre *pre, int *ntried)
 {
-    static const uint8_t in_order[LDPROF_MAX_KEYS] = {0, 1, 2, 3, 4, 5, 6, 7};
-    _Static_assert(LDPROF_MAX_KEYS == 8, "in_order lists every key");
     uint32_t last;
-    uint8_t others[LDPROF_MAX_KEYS];
-    const uint8_t *rest = in_order + 1;
+    uint8_t rest[LDPROF_MAX_KEYS];
     int nrest = kr->nkeys - 1;
     __m128i want0 = _mm_loadu_si128((const __m128i *)want), want1;
 
     memcpy(&last, want + 16, 4);
     want1 = _mm_cvtsi32_si128((int)last);
+    *ntried = 1;
     if (shani_mac_equal(hmac_x86_memo(&kr->keys[first], msg, len, pre), want0, want1))
         return first;
-    if (first > 0) { /* the keys before and after @first */
-        memcpy(others, in_order, LDPROF_MAX_KEYS);
-        memmove(others + first, others + first + 1, (size_t)(LDPROF_MAX_KEYS - 1 - first));
-        rest = others;
-    }
+    for (int t = 0; t < nrest; t++)
+        rest[t] = (uint8_t)verify_other(first, t);
     for (int i = 0; i < nrest;) {
         int left = nrest - i, idx;
 
@@ -676,6 +683,7 @@ X86_TARGET static int verify_keys_x86(const struct ldprof_keyring *kr, int first
             idx = hmac_x86_group2(kr, rest + i, msg, len, want0, want1), i += 2;
         else
             idx = hmac_x86_group1(kr, rest + i, msg, len, want0, want1), i += 1;
+        *ntried = 1 + i;
         if (idx >= 0)
             return idx;
     }
@@ -1868,14 +1876,25 @@ static void verify_cache_add(const struct ldprof_keyring *kr, enum ldprof_impl i
 }
 
 /*
- * Per-thread key hint: the key that matched last on this thread, tried
- * first (alone) by the next verify with the same keyring.  In a key
- * rotation nearly every request is signed with one key (the new one, or
- * still the old one), whatever its place in the list, so a thread's
- * verify then runs one key's HMAC instead of the leading keys' too.
+ * Key hints: the key that matched last, tried first (alone) by the next
+ * verify with the same keyring.  In a key rotation nearly every request
+ * is signed with one key (the new one, or still the old one), whatever
+ * its place in the list, so verify then runs one key's HMAC instead of
+ * the leading keys' too.  Two of them:
+ *  - the thread's own (tls_hint): the key that matched last on this
+ *    thread, used whenever it is of the keyring verified with;
+ *  - the process's (proc_hint), for a thread without a hint of that
+ *    keyring (its first request, or its first since the keyring
+ *    changed): the key a thread last learned as its own hint, so only
+ *    the process's first verify with a keyring tries key 0 first.  A
+ *    thread publishes its hint when its own hint changes, and writes the
+ *    shared word only when the value differs: in the steady state no
+ *    request writes it (nor reads it: the thread's own hint answers),
+ *    so the line is never passed between cores per request.
  *
- * The answer stays the one of trying the keys in order:
- *  - the hint is used only for the keyring generation it was learned from
+ * The answer stays the one of trying the keys in order, whichever hint
+ * (or none) is used:
+ *  - a hint is used only for the keyring generation it was learned from
  *    and only when it is below that keyring's key count;
  *  - when the hinted key does not match, the others are tried in key
  *    order, so the first match among them is the first in order;
@@ -1887,36 +1906,85 @@ static void verify_cache_add(const struct ldprof_keyring *kr, enum ldprof_impl i
  *    160-bit MAC for the header would be an HMAC-SHA1 collision between
  *    the two keys: only someone holding both could look for one, and
  *    whoever holds both can sign with either anyway.
- * Initial-exec TLS, like the memo.
+ * tls_hint is initial-exec TLS, like the memo.
  */
 struct verify_hint {
     uint64_t generation; /* kr->generation the key index is of; 0: none */
     int key;
+    unsigned long tried; /* keys whose HMAC verify computed (ldprof_trace_keys_tried) */
 };
 
 static __thread struct verify_hint tls_hint __attribute__((tls_model("initial-exec")));
 
-/* The key to try first: the hint when it is of @kr, else key 0. */
+/*
+ * The process's hint: generation << 8 | key in one 64-bit word (relaxed
+ * atomics; one word, so a reader never pairs one generation with another
+ * one's key), 0 for none.  A generation of 2^56 or more is never
+ * published (one is drawn per ldprof_keyring_init call: never reached).
+ * On a cache line of its own: it may be written while other threads
+ * verify, and nothing read per request should share its line.
+ */
+#define HINT_GEN_MAX (UINT64_MAX >> 8)
+_Static_assert(LDPROF_MAX_KEYS <= 256, "a key index fits the hint word's low byte");
+
+static struct {
+    uint64_t word;
+    uint8_t pad[56];
+} proc_hint __attribute__((aligned(64)));
+
+/* The key to try first: the thread's hint when it is of @kr, else the
+ * process's when it is of @kr, else key 0. */
 static inline int verify_hint_get(const struct ldprof_keyring *kr)
 {
     const struct verify_hint *h = &tls_hint;
+    uint64_t p;
 
-    if (h->generation == kr->generation && h->generation != 0 && h->key > 0 &&
-        h->key < kr->nkeys)
-        return h->key;
+    if (h->generation == kr->generation && h->generation != 0)
+        return (unsigned)h->key < (unsigned)kr->nkeys ? h->key : 0;
+    p = __atomic_load_n(&proc_hint.word, __ATOMIC_RELAXED);
+    if (p >> 8 == kr->generation && p != 0 && (p & 0xff) < (unsigned)kr->nkeys)
+        return (int)(p & 0xff);
     return 0;
+}
+
+/* Publish @key of @kr as the process's hint (out of line: a thread's
+ * hint changes rarely). */
+static __attribute__((noinline)) void verify_hint_share(const struct ldprof_keyring *kr,
+                                                        int key)
+{
+    uint64_t want = kr->generation << 8 | (unsigned)key;
+
+    if (kr->generation == 0 || kr->generation > HINT_GEN_MAX)
+        return;
+    if (__atomic_load_n(&proc_hint.word, __ATOMIC_RELAXED) != want)
+        __atomic_store_n(&proc_hint.word, want, __ATOMIC_RELAXED);
 }
 
 static inline void verify_hint_set(const struct ldprof_keyring *kr, int key)
 {
-    tls_hint.generation = kr->generation;
-    tls_hint.key = key;
+    struct verify_hint *h = &tls_hint;
+
+    if (h->generation == kr->generation && h->key == key)
+        return;
+    h->generation = kr->generation;
+    h->key = key;
+    verify_hint_share(kr, key);
 }
 
 void ldprof_trace_hint_forget(void)
 {
     tls_hint.generation = 0;
     tls_hint.key = 0;
+}
+
+void ldprof_trace_hint_forget_process(void)
+{
+    __atomic_store_n(&proc_hint.word, 0, __ATOMIC_RELAXED);
+}
+
+unsigned long ldprof_trace_keys_tried(void)
+{
+    return tls_hint.tried;
 }
 
 /* The first key of @kr with the same HMAC states as key @idx (@idx when
@@ -1951,7 +2019,7 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     struct json_member base, parent;
     struct verify_pre pre;
     enum ldprof_trace_verdict v;
-    int idx = -1, first;
+    int idx = -1, first, ntried = 0;
     long n;
 
     if (!out)
@@ -1992,21 +2060,23 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
     pre.done = 0;
 #if LDPROF_X86
     if (impl == LDPROF_IMPL_X86) {
-        idx = verify_keys_x86(kr, first, in, info_len, want, &pre);
+        idx = verify_keys_x86(kr, first, in, info_len, want, &pre, &ntried);
     } else
 #endif
     {
         /* @first, then the others in key order (as verify_keys_x86) */
         for (int t = 0; t < kr->nkeys; t++) {
-            int i = t == 0 ? first : t <= first ? t - 1 : t;
+            int i = t == 0 ? first : verify_other(first, t - 1);
 
             hmac_run(impl, &kr->keys[i], in, info_len, mac);
+            ntried = t + 1;
             if (mac_equal(mac, want)) {
                 idx = i;
                 break;
             }
         }
     }
+    tls_hint.tried += (unsigned)ntried;
     if (idx < 0)
         return reject(out, LDPROF_TRACE_BAD_HMAC);
     if (idx == first && first > 0)

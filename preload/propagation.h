@@ -34,11 +34,15 @@
  *
  * Key hint: each thread also remembers which key matched last (with the
  * keyring generation); verify tries that key first, alone, then the
- * others in key order.  With several keys configured (a key rotation),
- * where nearly all requests are signed with one of them, verify then
- * costs one key's HMAC whatever that key's place in the list.  The
- * answer is the one of trying the keys in order (see ldprof_trace_verify).
- * Together about 1.3 KiB of initial-exec TLS per thread.
+ * others in key order.  A thread without a hint for the keyring (its
+ * first request) uses the process's: the key some thread learned last,
+ * so only the process's first verify with a keyring starts at key 0.
+ * With several keys configured (a key rotation), where nearly all
+ * requests are signed with one of them, verify then costs one key's
+ * HMAC whatever that key's place in the list.  The answer is the one of
+ * trying the keys in order (see ldprof_trace_verify).  Together about
+ * 1.3 KiB of initial-exec TLS per thread, and one shared 64-byte line
+ * that is written only when the process's hint changes.
  *
  * The preload represents ids as 16 raw bytes (include/ldprof/wire.h), so an
  * id must be a UUID text to be traceable; see ldprof_trace_verify() for what
@@ -181,10 +185,11 @@ int ldprof_codec_set_impl(enum ldprof_impl impl);
  *     with the header as an exact string (40 lower-case hex digits;
  *     upper-case or truncated values never match).  The first key that
  *     matches decides; no other key is tried after it.  (The thread's
- *     hint, the key that matched last with this keyring, is tried first
- *     and alone; when it does not match, the others are tried in key
- *     order, and the x86 code computes them in interleaved groups of up
- *     to four and takes the first match in key order: the same answer.
+ *     hint, the key that matched last with this keyring, or without one
+ *     the process's hint, is tried first and alone; when it does not
+ *     match, the others are tried in key order, and the x86 code
+ *     computes them in interleaved groups of up to four and takes the
+ *     first match in key order: the same answer.
  *     When the hinted key matches, an earlier key with the same HMAC
  *     states (the same key listed twice, or an equivalent key text) is
  *     reported instead, as the search in order would; an earlier key
@@ -233,11 +238,20 @@ int ldprof_trace_verify(const struct ldprof_keyring *kr, const char *info, size_
 
 /*
  * ldprof_trace_hint_forget - forget the calling thread's key hint, so that
- * its next verify tries the keys from the first, as a thread's first
- * request does.  For tests and benchmarks; verify's answers never depend
- * on the hint.
+ * its next verify starts as a thread's first request does: with the
+ * process's hint, or key 0 without one.
+ * ldprof_trace_hint_forget_process - forget the process's key hint (not
+ * the threads' own): with ldprof_trace_hint_forget too, the thread's next
+ * verify tries the keys from the first, as the process's first request
+ * does.
+ * ldprof_trace_keys_tried - how many keys' HMACs ldprof_trace_verify has
+ * computed on the calling thread (a verify its cache answers computes
+ * none; the x86 code counts every key of a group it ran).
+ * For tests and benchmarks; verify's answers never depend on the hints.
  */
 void ldprof_trace_hint_forget(void);
+void ldprof_trace_hint_forget_process(void);
+unsigned long ldprof_trace_keys_tried(void);
 
 /*
  * ldprof_trace_sign - build the headers of an outbound request.

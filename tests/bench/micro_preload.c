@@ -26,13 +26,16 @@
  *                    verify is answered by propagation.c's per-thread
  *                    cache of accepted pairs, the sign hits the memo)
  *       hdr_k5_first the same with 5 keys, the header signed with the 1st
- *       hdr_k5_last  5 keys, signed with the 5th, the thread's key hint
- *                    forgotten before each verify (a thread's first
- *                    request: every key is tried, the 1st alone, then
- *                    the 2nd-5th interleaved)
- *       hdr_k5_last_hint  the same in steady state: the hint (the key
- *                    that matched last on the thread, the 5th) is tried
- *                    first, alone, and matches
+ *       hdr_k5_last_nohint  5 keys, signed with the 5th, the thread's
+ *                    and the process's key hints forgotten before each
+ *                    verify (the process's first request: every key is
+ *                    tried, the 1st alone, then the 2nd-5th interleaved)
+ *       hdr_k5_last  the same with only the thread's hint forgotten (a
+ *                    thread's first request: the process's hint, the
+ *                    5th, is tried first, alone, and matches)
+ *       hdr_k5_last_hint  the same in steady state: the thread's hint
+ *                    (the key that matched last on it, the 5th) is
+ *                    tried first, alone, and matches
  *       verify_k1    ldprof_trace_verify alone, 1 key (what an inbound
  *                    traced request costs; micro.sh's whole-request
  *                    estimate uses it)
@@ -40,6 +43,8 @@
  * Runs REPS repetitions of N operations and prints
  *   ns_per_op <median over the repetitions>
  *   ns_best <the fastest repetition> (machine noise only ever adds time)
+ *   keys_per_verify <keys whose HMAC a verify computed, on average>
+ *                                                  (header modes)
  *   bytes_per_span <record bytes in the buffer>   (span modes)
  * Under valgrind --tool=callgrind --collect-atstart=no only the timed
  * loops are collected (CALLGRIND_TOGGLE_COLLECT), so the collected
@@ -198,7 +203,7 @@ static void hdr_setup(int nkeys, int sign_with)
 }
 
 static volatile int sink;
-static int verify_only, forget_hint;
+static int verify_only, forget_hint, forget_process_hint;
 
 static double hdr_rep(long n)
 {
@@ -212,6 +217,8 @@ static double hdr_rep(long n)
 
         if (forget_hint) /* hdr_k5_last: every request a thread's first */
             ldprof_trace_hint_forget();
+        if (forget_process_hint) /* hdr_k5_last_nohint: the process's first */
+            ldprof_trace_hint_forget_process();
         k = ldprof_trace_verify(&kr, in_info[h], LDPROF_TRACE_INFO_LEN, in_hmac[h],
                                 LDPROF_TRACE_HMAC_LEN, &ids);
         if (verify_only) {
@@ -233,6 +240,7 @@ int main(int argc, char **argv)
     const char *mode;
     double *t;
     int span = 0, redis = 0;
+    unsigned long tried0;
 
     if (argc != 4 || (n = atol(argv[2])) <= 0 || (reps = atol(argv[3])) <= 0) {
         fprintf(stderr, "usage: micro_preload MODE N REPS\n");
@@ -250,6 +258,9 @@ int main(int argc, char **argv)
         nhdr = 1;
     } else if (strcmp(mode, "hdr_k5_first") == 0) {
         hdr_setup(5, 0);
+    } else if (strcmp(mode, "hdr_k5_last_nohint") == 0) {
+        hdr_setup(5, 4);
+        forget_hint = forget_process_hint = 1;
     } else if (strcmp(mode, "hdr_k5_last") == 0) {
         hdr_setup(5, 4);
         forget_hint = 1;
@@ -272,11 +283,15 @@ int main(int argc, char **argv)
     t = calloc((size_t)reps, sizeof(*t));
     if (t == NULL)
         die("out of memory");
+    tried0 = ldprof_trace_keys_tried();
     for (long r = 0; r < reps; r++)
         t[r] = span ? span_rep(redis, n) : hdr_rep(n);
     qsort(t, (size_t)reps, sizeof(*t), cmp_double);
     printf("ns_per_op %.1f\n", t[reps / 2]);
     printf("ns_best %.1f\n", t[0]);
+    if (!span)
+        printf("keys_per_verify %.2f\n",
+               (double)(ldprof_trace_keys_tried() - tried0) / (double)(n * reps));
     if (span) {
         if (drained_recs != (uint32_t)(n * reps))
             die("not every span reached the buffer");

@@ -964,10 +964,11 @@ static int hint_verify(const struct ldprof_keyring *kr, const char *key)
  * Random sequences of headers (signed with a key of the ring, a key
  * listed twice, or no key of it) get the index OpenSSL's search in key
  * order gives, whatever key the thread's hint holds: with the hint
- * forgotten before each verify (a thread's first request) and kept (so it
- * is every earlier answer in turn), both implementations, keyrings with
- * repeated keys at several positions (a header valid under two keys must
- * report the first).
+ * kept (so it is every earlier answer in turn), forgotten before each
+ * verify (a thread's first request: the process's hint, every earlier
+ * answer in turn), and both forgotten (the process's first request),
+ * both implementations, keyrings with repeated keys at several positions
+ * (a header valid under two keys must report the first).
  */
 Test(propagation, verify_hint_same_as_key_order)
 {
@@ -995,7 +996,7 @@ Test(propagation, verify_hint_same_as_key_order)
             }
             keyring(&kr, spec);
             cr_assert_eq(kr.nkeys, n);
-            for (int forget = 0; forget < 2; forget++) {
+            for (int forget = 0; forget < 3; forget++) {
                 for (int i = 0; i < 60; i++) {
                     char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
                     uint8_t base[16], parent[16];
@@ -1010,6 +1011,8 @@ Test(propagation, verify_hint_same_as_key_order)
                     want = first_in_order(rings[r], n, info, hmac);
                     if (forget)
                         ldprof_trace_hint_forget();
+                    if (forget == 2)
+                        ldprof_trace_hint_forget_process();
                     cr_assert_eq(ldprof_trace_verify(&kr, info, LDPROF_TRACE_INFO_LEN, hmac,
                                                      LDPROF_TRACE_HMAC_LEN, &ids),
                                  want, "impl %d ring %zu forget %d request %d key %s",
@@ -1201,6 +1204,180 @@ Test(propagation, verify_hint_threads)
             cr_assert_eq(t[i].wrong, 0, "impl %d thread %d (key %d): %d wrong answers",
                          (int)impls[m], i, t[i].key, t[i].wrong);
         }
+    }
+}
+
+/*
+ * The process's key hint: a thread without a hint of its own for the
+ * keyring (a new thread here) tries the key some thread matched last
+ * first, and computes that key's HMAC only; the answers stay OpenSSL's
+ * first match in key order.  What each verify computed is read from
+ * ldprof_trace_keys_tried() on the verifying thread (the x86 code counts
+ * every key of a group it ran: with 5 keys, the first alone then a group
+ * of four, so a full search is 5 either way).
+ */
+struct new_thread_verify {
+    const struct ldprof_keyring *kr;
+    const char *info, *hmac;
+    int index;           /* verify's answer */
+    unsigned long tried; /* keys whose HMAC it computed */
+    uint8_t base[16];    /* its base id, when accepted */
+};
+
+static void *new_thread_verify_run(void *arg)
+{
+    struct new_thread_verify *v = arg;
+    unsigned long before = ldprof_trace_keys_tried();
+    struct ldprof_trace_ids ids;
+
+    v->index = ldprof_trace_verify(v->kr, v->info, LDPROF_TRACE_INFO_LEN, v->hmac,
+                                   LDPROF_TRACE_HMAC_LEN, &ids);
+    v->tried = ldprof_trace_keys_tried() - before;
+    memcpy(v->base, ids.base_id, 16);
+    return NULL;
+}
+
+/* verify of a new header signed with @key, on a new thread (no hint of
+ * its own): the index (checked against OpenSSL's search in the order of
+ * @names, and the ids); *@tried gets the keys it computed. */
+static int verify_on_new_thread(const struct ldprof_keyring *kr, const char *const *names,
+                                const char *key, unsigned long *tried)
+{
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    uint8_t base[16], parent[16];
+    struct new_thread_verify v = {.kr = kr, .info = info, .hmac = hmac, .index = -9};
+    pthread_t th;
+
+    hint_header(key, info, hmac, base, parent);
+    cr_assert_eq(pthread_create(&th, NULL, new_thread_verify_run, &v), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    if (names)
+        cr_assert_eq(v.index, first_in_order(names, kr->nkeys, info, hmac), "key %s", key);
+    if (v.index >= 0)
+        cr_assert_eq(memcmp(v.base, base, 16), 0);
+    *tried = v.tried;
+    return v.index;
+}
+
+/* hint_verify on this thread; *@tried gets the keys it computed. */
+static int verify_here(const struct ldprof_keyring *kr, const char *key, unsigned long *tried)
+{
+    unsigned long before = ldprof_trace_keys_tried();
+    int k = hint_verify(kr, key);
+
+    *tried = ldprof_trace_keys_tried() - before;
+    return k;
+}
+
+Test(propagation, verify_hint_process)
+{
+    static const char *const five[] = {"k0", "k1", "k2", "k3", "k4"};
+    static const char *const dup[] = {"a", "b", "a", "c", "b"};
+
+    for (size_t m = 0; m < ARRAY_LEN(impls); m++) {
+        struct ldprof_keyring kr, kr2, copy, dups;
+        unsigned long n;
+
+        if (!use_impl(impls[m]))
+            continue;
+        keyring(&kr, "k0,k1,k2,k3,k4");
+        ldprof_trace_hint_forget();
+        ldprof_trace_hint_forget_process();
+        /* no hint anywhere: every key, on a new thread as on this one */
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        cr_assert_eq(n, 5, "impl %d: %lu keys", (int)impls[m], n);
+        /* that thread's match is the process's hint: a new thread tries
+         * key 4 first, alone, and this thread (no hint either) too */
+        for (int i = 0; i < 3; i++) {
+            cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+            cr_assert_eq(n, 1, "impl %d: %lu keys", (int)impls[m], n);
+        }
+        cr_assert_eq(verify_here(&kr, "k4", &n), 4);
+        cr_assert_eq(n, 1);
+        /* another key: the hinted one, then the others in order (how
+         * many depends on the implementation: the x86 code runs groups) */
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k2", &n), 2);
+        cr_assert_gt(n, 1);
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k2", &n), 2);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(verify_on_new_thread(&kr, five, "none", &n), -1);
+        cr_assert_eq(n, 5);
+        /* a thread's own hint comes before the process's: this thread
+         * learned key 4, the process key 2 since */
+        cr_assert_eq(verify_here(&kr, "k4", &n), 4);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(verify_here(&kr, "k2", &n), 2);
+        cr_assert_gt(n, 1);
+        /* forgetting the thread's hint leaves the process's (key 2) */
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        ldprof_trace_hint_forget();
+        cr_assert_eq(verify_here(&kr, "k4", &n), 4);
+        cr_assert_eq(n, 1);
+        /* forgetting the process's: the next new thread starts at key 0 */
+        ldprof_trace_hint_forget_process();
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        cr_assert_eq(n, 5);
+        /* published only when a thread's own hint changes: this thread
+         * (hint 4) matching key 4 again does not write it back */
+        ldprof_trace_hint_forget_process();
+        cr_assert_eq(verify_here(&kr, "k4", &n), 4);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        cr_assert_eq(n, 5);
+
+        /* a hint of an old keyring generation is ignored: the same keys
+         * re-made (a new generation) */
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        cr_assert_eq(n, 1);
+        keyring(&kr2, "k0,k1,k2,k3,k4");
+        cr_assert_eq(verify_on_new_thread(&kr2, five, "k4", &n), 4);
+        cr_assert_eq(n, 5);
+        cr_assert_eq(verify_on_new_thread(&kr2, five, "k4", &n), 4);
+        cr_assert_eq(n, 1);
+        /* ... and back: kr's hint is gone (the process's is kr2's) */
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        cr_assert_eq(n, 5);
+        /* re-made in place with fewer keys: the hint (key 4) is of the
+         * old generation; the new one's search starts at key 0 */
+        keyring(&kr, "k3,k1");
+        cr_assert_eq(verify_on_new_thread(&kr, NULL, "k3", &n), 0);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(verify_on_new_thread(&kr, NULL, "k1", &n), 1);
+        cr_assert_eq(n, 2);
+
+        /* a process hint past a keyring's key count (a copy of the same
+         * generation with 3 keys): not used, keys 0..2 in order */
+        keyring(&kr, "k0,k1,k2,k3,k4");
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        copy = kr;
+        copy.nkeys = 3;
+        cr_assert_eq(verify_on_new_thread(&copy, five, "k2", &n), 2);
+        cr_assert_eq(n, 3);
+        cr_assert_eq(verify_on_new_thread(&copy, five, "k4", &n), -1);
+        cr_assert_eq(n, 3);
+
+        /* duplicated keys: the process's hint is the first of equal keys
+         * ... */
+        keyring(&dups, "a,b,a,c,b");
+        cr_assert_eq(verify_on_new_thread(&dups, dup, "b", &n), 1);
+        cr_assert_eq(verify_on_new_thread(&dups, dup, "b", &n), 1);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(verify_on_new_thread(&dups, dup, "c", &n), 3);
+        cr_assert_eq(verify_on_new_thread(&dups, dup, "a", &n), 0);
+        cr_assert_gt(n, 1);
+        cr_assert_eq(verify_on_new_thread(&dups, dup, "a", &n), 0);
+        cr_assert_eq(n, 1);
+        /* ... and when a copy of the same generation lists the hinted key
+         * earlier too, the earlier one is reported (verify_first_same) */
+        cr_assert_eq(verify_on_new_thread(&kr, five, "k4", &n), 4);
+        copy = kr;
+        copy.keys[1] = copy.keys[4];
+        cr_assert_eq(verify_on_new_thread(&copy, NULL, "k4", &n), 1);
+        cr_assert_eq(n, 1);
+        copy.keys[0] = copy.keys[4];
+        cr_assert_eq(verify_on_new_thread(&copy, NULL, "k4", &n), 0);
+        ldprof_trace_hint_forget();
+        cr_assert_eq(verify_here(&copy, "k4", &n), 0);
     }
 }
 
