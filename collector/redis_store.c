@@ -179,27 +179,6 @@ static int read_replies(struct coll_redis *r, size_t n, uint64_t now_ms)
     return 0;
 }
 
-int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
-                    const char *const *vals, const size_t *vlens, uint64_t now_ms)
-{
-    if (n == 0)
-        return 0;
-    if (ensure_conn(r, n, now_ms) < 0)
-        return -1;
-    redisContext *c = r->ctx;
-    char key[sizeof COLL_REDIS_KEY_PREFIX + 64];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(key, sizeof key, COLL_REDIS_KEY_PREFIX "%s", keys[i]);
-        if (redisAppendCommand(c, "LPUSH %s %b", key, vals[i], vlens[i]) != REDIS_OK) {
-            snprintf(r->lasterr, sizeof r->lasterr, "pipeline: %s", c->errstr);
-            r->failed += n;
-            failed(r, now_ms);
-            return -1;
-        }
-    }
-    return read_replies(r, n, now_ms);
-}
-
 int coll_redis_push_cmds(struct coll_redis *r, size_t n, const char *cmds, size_t len,
                          uint64_t now_ms)
 {

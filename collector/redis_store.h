@@ -52,16 +52,11 @@ struct coll_redis {
 int coll_redis_init(struct coll_redis *r, const char *uri);
 void coll_redis_close(struct coll_redis *r);
 
-/* LPUSH vals[i] (vlens[i] bytes) onto COLL_REDIS_KEY_PREFIX keys[i], in this
- * order, as one pipeline.  `now_ms`: a monotonic clock for the backoff.
- * Returns 0 when every push succeeded, -1 otherwise (r->failed counts the
- * events lost for Redis, r->lasterr says why; the caller logs). */
-int coll_redis_push(struct coll_redis *r, size_t n, const char *const *keys,
-                    const char *const *vals, const size_t *vlens, uint64_t now_ms);
-
-/* The same for `n` commands already in the Redis protocol (`len` bytes of
- * cmds, e.g. from coll_redis_dgram_cmds()), sent as one write: the replies
- * are counted as for coll_redis_push(). */
+/* Send `n` commands already in the Redis protocol (`len` bytes of cmds,
+ * e.g. the LPUSHes of coll_redis_dgram_cmds()) as one pipeline, in one
+ * write, and read their n replies.  `now_ms`: a monotonic clock for the
+ * backoff.  Returns 0 when every command succeeded, -1 otherwise (r->failed
+ * counts the events lost for Redis, r->lasterr says why; the caller logs). */
 int coll_redis_push_cmds(struct coll_redis *r, size_t n, const char *cmds, size_t len,
                          uint64_t now_ms);
 

@@ -2,7 +2,9 @@
  * test_collector_redis.c - collector/redis_store.c: URI parsing, the
  * never-blocking failure path (a dead server: counted, then skipped during
  * the backoff), and, with $LDPROF_TEST_REDIS_URI, an LPUSH pipeline read
- * back with LRANGE (db 7, a fresh key, removed afterwards).
+ * back with LRANGE (db 7, a fresh key, removed afterwards).  The pipelines
+ * go through coll_redis_push_cmds(), the daemon's entry point, as protocol
+ * text that hiredis' own redisFormatCommand() writes.
  */
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -41,6 +43,30 @@ Test(collector_redis, parse_uri)
         cr_expect_eq(coll_redis_parse_uri(bad[i], &u), -1, "%s", bad[i]);
 }
 
+/* LPUSH vals[i] onto COLL_REDIS_KEY_PREFIX keys[i], i < n, as one
+ * pipeline: the commands in the Redis protocol (redisFormatCommand),
+ * concatenated, then coll_redis_push_cmds(). */
+static int push(struct coll_redis *r, size_t n, const char *const *keys,
+                const char *const *vals, uint64_t now_ms)
+{
+    char *cmds = NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *c;
+        int l = redisFormatCommand(&c, "LPUSH " COLL_REDIS_KEY_PREFIX "%s %b", keys[i], vals[i],
+                                   strlen(vals[i]));
+        cr_assert_gt(l, 0);
+        cmds = realloc(cmds, len + (size_t)l);
+        cr_assert_not_null(cmds);
+        memcpy(cmds + len, c, (size_t)l);
+        len += (size_t)l;
+        redisFreeCommand(c);
+    }
+    int rc = coll_redis_push_cmds(r, n, cmds, len, now_ms);
+    free(cmds);
+    return rc;
+}
+
 static int dead_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -60,17 +86,16 @@ Test(collector_redis, server_down_counted_and_backed_off)
     struct coll_redis r;
     cr_assert_eq(coll_redis_init(&r, uri), 0);
     const char *keys[] = {"b", "b"}, *vals[] = {"{}", "[]"};
-    size_t lens[] = {2, 2};
-    cr_assert_eq(coll_redis_push(&r, 2, keys, vals, lens, 1000), -1);
+    cr_assert_eq(push(&r, 2, keys, vals, 1000), -1);
     cr_assert_eq(r.failed, 2);
     cr_assert_eq(r.errors, 1);
     cr_assert(r.down);
     /* within the backoff: no attempt, still counted */
-    cr_assert_eq(coll_redis_push(&r, 2, keys, vals, lens, 1500), -1);
+    cr_assert_eq(push(&r, 2, keys, vals, 1500), -1);
     cr_assert_eq(r.failed, 4);
     cr_assert_eq(r.errors, 1);
     /* after it: a new attempt, and a longer backoff */
-    cr_assert_eq(coll_redis_push(&r, 1, keys, vals, lens, 2001), -1);
+    cr_assert_eq(push(&r, 1, keys, vals, 2001), -1);
     cr_assert_eq(r.errors, 2);
     cr_assert_eq(r.backoff_ms, 2000);
     cr_assert_eq(r.pushed, 0);
@@ -98,8 +123,7 @@ Test(collector_redis, push_then_lrange)
     const char *keys[] = {id, id, id};
     const char *vals[] = {"{\"name\": \"a-start\"}", "{\"name\": \"a-stop\"}",
                           "{\"name\": \"b\", \"x\": [1, 2]}"};
-    size_t lens[] = {strlen(vals[0]), strlen(vals[1]), strlen(vals[2])};
-    cr_assert_eq(coll_redis_push(&r, 3, keys, vals, lens, 0), 0, "%s", r.lasterr);
+    cr_assert_eq(push(&r, 3, keys, vals, 0), 0, "%s", r.lasterr);
     cr_assert_eq(r.pushed, 3);
     cr_assert_eq(r.failed, 0);
     coll_redis_close(&r);
