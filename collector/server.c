@@ -1539,31 +1539,6 @@ static void tick(struct srv *s)
 
 /* ------------------------------------------------------------ temp files */
 
-/* The pid of a temporary file store.c leaves when killed mid-write:
- * ".<id>.json.tmp.<pid>" or ".journal.jsonl.tmp.<pid>", else 0. */
-static long tmp_file_pid(const char *name)
-{
-    const char *t = strstr(name, ".tmp.");
-    if (name[0] != '.' || !t || t == name)
-        return 0;
-    size_t stem = (size_t)(t - name);
-    int dump = stem > 6 && memcmp(t - 5, ".json", 5) == 0;
-    int journal = stem == 1 + strlen(COLL_JOURNAL_NAME) &&
-                  memcmp(name + 1, COLL_JOURNAL_NAME, stem - 1) == 0;
-    if (!dump && !journal)
-        return 0;
-    const char *d = t + 5;
-    long pid = 0;
-    if (!*d || strlen(d) > 9)
-        return 0;
-    for (; *d; d++) {
-        if (*d < '0' || *d > '9')
-            return 0;
-        pid = pid * 10 + (*d - '0');
-    }
-    return pid;
-}
-
 /* At start: remove the temporary files of writers that are gone (a kill -9
  * during a dump or journal write leaves one).  A file whose pid is alive is
  * kept: another collector may write dumps into the same directory (one
@@ -1582,7 +1557,7 @@ static void remove_stale_tmp(struct srv *s)
     long self = (long)getpid();
     struct dirent *de;
     while ((de = readdir(dp)) != NULL) {
-        long pid = tmp_file_pid(de->d_name);
+        long pid = coll_store_tmp_pid(de->d_name);
         if (pid <= 0)
             continue;
         if (pid != self && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {

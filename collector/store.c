@@ -60,16 +60,51 @@ int coll_read_file(const char *path, struct coll_buf *out)
     return rc;
 }
 
+/* Between the name and the writer's pid (the one definition of the
+ * temporary names: coll_store_tmp_name() writes them, coll_store_tmp_pid()
+ * reads them). */
+#define TMP_MARK ".tmp."
+
+int coll_store_tmp_name(char *out, size_t size, const char *name, long pid)
+{
+    if (snprintf(out, size, ".%s" TMP_MARK "%ld", name, pid) >= (int)size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+long coll_store_tmp_pid(const char *name)
+{
+    const char *t = strstr(name, TMP_MARK);
+    if (name[0] != '.' || !t || t == name)
+        return 0;
+    size_t stem = (size_t)(t - name);
+    int dump = stem > 6 && memcmp(t - 5, ".json", 5) == 0;
+    int journal = stem == 1 + strlen(COLL_JOURNAL_NAME) &&
+                  memcmp(name + 1, COLL_JOURNAL_NAME, stem - 1) == 0;
+    if (!dump && !journal)
+        return 0;
+    const char *d = t + sizeof TMP_MARK - 1;
+    long pid = 0;
+    if (!*d || strlen(d) > 9)
+        return 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return 0;
+        pid = pid * 10 + (*d - '0');
+    }
+    return pid;
+}
+
 /* Atomic write of `name` relative to dirfd; `pid` names the temporary
  * file. */
 static int write_atomic_at(int dirfd, const char *name, const char *data, size_t len,
                            int do_fsync, long pid)
 {
     char tmp[NAME_MAX + 64];
-    if (snprintf(tmp, sizeof tmp, ".%s.tmp.%ld", name, pid) >= (int)sizeof tmp) {
-        errno = ENAMETOOLONG;
+    if (coll_store_tmp_name(tmp, sizeof tmp, name, pid) < 0)
         return -1;
-    }
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;

@@ -140,6 +140,16 @@ int coll_store_create_dump(struct coll_store *s, const char *base_id, const char
  * syncfs().  0 or -1. */
 int coll_store_sync_dir(struct coll_store *s);
 
+/* The temporary file of an atomic write of `name` by process `pid`,
+ * ".<name>.tmp.<pid>", into `out` (`size` bytes).  0, or -1 with errno
+ * ENAMETOOLONG. */
+int coll_store_tmp_name(char *out, size_t size, const char *name, long pid);
+
+/* The pid in the name of a temporary file of a dump or of the journal, as
+ * a writer killed mid-write leaves it (".<id>.json.tmp.<pid>" or
+ * ".journal.jsonl.tmp.<pid>", the pid at most 9 digits), else 0. */
+long coll_store_tmp_pid(const char *name);
+
 /* Write `path` atomically: "<dir>/.<base>.tmp.<pid>" then rename; fsync
  * the file when do_fsync.  For the stats and ready files.  0 or -1. */
 int coll_write_file_atomic(const char *path, const char *data, size_t len, int do_fsync);

@@ -202,6 +202,42 @@ Test(collector_store, first_dumps_are_created_never_replaced)
     }
 }
 
+/* The temporary names the writers use are the ones the start-up clean-up
+ * recognises (collector_daemon/stale_temp_files_of_dead_writers_are_removed
+ * checks the removal itself); other files' are not. */
+Test(collector_store, temporary_names_and_their_pids)
+{
+    char n[128];
+    cr_assert_eq(coll_store_tmp_name(n, sizeof n, "5ca1ab1e-0000-4000-8000-000000000042.json",
+                                     4242), 0);
+    cr_assert_str_eq(n, ".5ca1ab1e-0000-4000-8000-000000000042.json.tmp.4242");
+    cr_assert_eq(coll_store_tmp_pid(n), 4242);
+    cr_assert_eq(coll_store_tmp_name(n, sizeof n, COLL_JOURNAL_NAME, 123456789), 0);
+    cr_assert_str_eq(n, "." COLL_JOURNAL_NAME ".tmp.123456789");
+    cr_assert_eq(coll_store_tmp_pid(n), 123456789);
+    cr_assert_eq(coll_store_tmp_name(n, 12, COLL_JOURNAL_NAME, 1), -1);
+    cr_assert_eq(errno, ENAMETOOLONG);
+    const char *not_ours[] = {".notes.tmp.1",       ".x.json.tmp.12ab",  ".x.json.tmp.",
+                              "x.json.tmp.1",       ".json.tmp.1",       ".journal.tmp.1",
+                              ".journal.jsonlx.tmp.1", ".x.json.tmp.1234567890",
+                              ".x.json.tmp.-1",     "." COLL_JOURNAL_NAME, ".x.json"};
+    for (size_t i = 0; i < sizeof not_ours / sizeof not_ours[0]; i++)
+        cr_expect_eq(coll_store_tmp_pid(not_ours[i]), 0, "%s", not_ours[i]);
+    cr_assert_eq(coll_store_tmp_pid(".a.json.tmp.7"), 7);
+    /* a dump written and renamed leaves no temporary file behind */
+    struct coll_store s;
+    char err[256];
+    cr_assert_eq(coll_store_open(&s, tmpdir, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(coll_store_write_dump(&s, "5ca1ab1e-0000-4000-8000-000000000042", "{}", 2, 1),
+                 0);
+    DIR *d = opendir(tmpdir);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        cr_expect_eq(coll_store_tmp_pid(de->d_name), 0, "%s left", de->d_name);
+    closedir(d);
+    coll_store_close(&s);
+}
+
 Test(collector_store, open_fails_cleanly)
 {
     struct coll_store s;
