@@ -247,31 +247,13 @@ static int nl(struct coll_buf *b, int indent, int level)
     return indent < 0 ? 0 : coll_buf_newline(b, indent, level);
 }
 
-/* Is the key plain ASCII needing no escape (then written as it is)? */
-static int add_key(struct coll_buf *b, const char *k, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)k[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            return coll_json_string(b, k, n) < 0 || coll_buf_put(b, ": ", 2) < 0 ? -1 : 0;
-    }
-    if (coll_buf_putc(b, '"') < 0 || coll_buf_put(b, k, n) < 0)
-        return -1;
-    return coll_buf_put(b, "\": ", 3);
-}
-
 /* A member's separator (none before the first), newline and indentation
- * (when indented), and `"key": `, in one go (hot: every info field). */
+ * (when indented), and `"key": `, in one go (hot: every info field).  One
+ * pass over the key: copied while checked; from the first byte that needs
+ * an escape on, coll_json_string() writes the rest. */
 static int key_line(struct coll_buf *b, int first, int indent, int level, const char *k,
                     size_t klen)
 {
-    for (size_t i = 0; i < klen; i++)
-        if (k[i] == '"' || k[i] == '\\' || (unsigned char)k[i] < 0x20 ||
-            (unsigned char)k[i] >= 0x7f)
-            return (!first && coll_buf_put(b, indent < 0 ? ", " : ",", indent < 0 ? 2 : 1) < 0) ||
-                           nl(b, indent, level) < 0 || add_key(b, k, klen) < 0
-                       ? -1
-                       : 0;
     size_t sp = indent < 0 ? 0 : (size_t)indent * (size_t)level;
     size_t need = 2 + sp + klen + 4;
     if ((b->cap - b->len <= need || b->oom) && coll_buf_reserve(b, need) < 0)
@@ -290,8 +272,23 @@ static int key_line(struct coll_buf *b, int first, int indent, int level, const 
             *o++ = ' ';
     }
     *o++ = '"';
-    memcpy(o, k, klen);
-    o += klen;
+    for (size_t i = 0; i < klen; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            /* '"' and k[0..i) are written as coll_json_string(k) would
+             * write them (plain ASCII).  It writes k[i..] after a quote of
+             * its own: put that over the last byte written, then put the
+             * byte back. */
+            size_t at = (size_t)(o - 1 - b->p);
+            char last = o[-1];
+            b->len = at;
+            if (coll_json_string(b, k + i, klen - i) < 0)
+                return -1;
+            b->p[at] = last; /* b->p may have moved */
+            return coll_buf_put(b, ": ", 2);
+        }
+        *o++ = (char)c;
+    }
     *o++ = '"';
     *o++ = ':';
     *o++ = ' ';

@@ -79,7 +79,7 @@ static const char *const key_pool[] = {
     "a", "a.b", "a.b.c", "a.c", "b", "etype", "etype.x", "host", "host.name", "thread",
     "thread.pid", "thread.x", "ldprof", "ldprof.truncated", "x\"q", "back\\slash",
     "request.path", "request.method", "db.params", "db.statement", "k.l.m.n.o", "status_code",
-    "message", "a.b.c.d",
+    "message", "a.b.c.d", "\"lead", "\\", "tail\\", "q\".r",
 };
 
 static const char *const json_pool[] = {
@@ -103,6 +103,14 @@ static const char *const json_pool[] = {
     "{\"etype\": \"inner\"}",
     "3.14159",
     "[0.5, 2.5e-7, 100.0]",
+    /* keys to escape from their first byte on, and one whose escaped form
+     * is several times its length */
+    "{\"\\u00e9t\\u00e9\": 1, \"\\\"q\": {\"\\n\\u0001\": [2]}, \"\\ud83d\\ude00\": 0}",
+    "{\"k\": {\""
+    "\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac"
+    "\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac"
+    "\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac"
+    "\": 1}}",
 };
 
 static void add_tlv(struct wb *b, int stop_ok)
@@ -599,4 +607,53 @@ Test(collector_dumptext, records_with_many_fields)
         coll_trace_free(a);
         coll_trace_free(b);
     }
+}
+
+Test(collector_dumptext, escaped_keys_at_every_buffer_fill)
+{
+    /* Keys that need escapes (from their first byte, from a later one),
+     * written into a buffer already holding 0..600 bytes: wherever the
+     * escaped form makes the buffer grow, the fast text stays the
+     * reference's. */
+    static struct wb w;
+    uint8_t base[16], id[16];
+    wb_id(base, 0x3a12, 0);
+    wb_id(id, 0x3a12, 1);
+    wb_begin(&w, LDPROF_MSG_SPANS, 7, 0);
+    wb_proc(&w, "host", "h");
+    wb_span_begin(&w, LDPROF_KIND_DB, 0, base, id, base, T0, T0 + 5000);
+    wb_str(&w, 0, "x\"q", "v");
+    wb_str(&w, 0, "\\lead", "v");
+    wb_json(&w, 0, "j", "{\"\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac"
+                        "\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\": 1, "
+                        "\"ab\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac"
+                        "\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\\u20ac\": 2}");
+    wb_span_end(&w);
+    size_t len = wb_finish(&w);
+    struct coll_dec d;
+    cr_assert_eq(coll_decode(&d, w.buf, len), 0, "%s", d.errstr);
+    struct coll_span sp;
+    cr_assert(coll_decode_next(&d, &sp));
+    json_t *ev[2];
+    cr_assert_eq(coll_events_build(&d.proc, d.hdr.pid, &sp, "h", &ev[0], &ev[1]), 0);
+    for (int indent = COLL_JSON_COMPACT; indent <= 2; indent += 3) {
+        for (size_t pad = 0; pad <= 600; pad++) {
+            struct coll_buf ref, fast;
+            coll_buf_init(&fast);
+            coll_buf_init(&ref);
+            for (size_t i = 0; i < pad; i++) {
+                coll_buf_putc(&fast, 'x');
+                coll_buf_putc(&ref, 'x');
+            }
+            cr_assert_eq(coll_json_dump_at(&ref, ev[0], indent, 0), 0);
+            cr_assert_eq(coll_event_text(&fast, &d.proc, d.hdr.pid, &sp, "h", 0, indent, 0,
+                                         NULL, 0),
+                         0);
+            same_bytes("events", fast.p, fast.len, ref.p, ref.len);
+            coll_buf_free(&ref);
+            coll_buf_free(&fast);
+        }
+    }
+    json_decref(ev[0]);
+    json_decref(ev[1]);
 }
