@@ -526,6 +526,25 @@ int coll_decode_next(struct coll_dec *d, struct coll_span *out)
     return 1;
 }
 
+void coll_decode_first(const struct coll_dec *d, struct coll_dec_pos *pos)
+{
+    pos->off = sizeof(struct ldprof_wire_hdr) + d->hdr.proc_len;
+    pos->idx = 0;
+}
+
+int coll_decode_next_at(const struct coll_dec *d, struct coll_dec_pos *pos,
+                        struct coll_span *out)
+{
+    if (d->err != COLL_DEC_OK || pos->idx >= d->hdr.nrec)
+        return 0;
+    read_span(&out->hdr, d->buf + pos->off);
+    out->info = d->buf + pos->off + sizeof(struct ldprof_wire_span);
+    out->info_len = out->hdr.info_len;
+    pos->off += out->hdr.rec_len;
+    pos->idx++;
+    return 1;
+}
+
 void coll_decode_record(const uint8_t *rec, struct coll_span *out)
 {
     read_span(&out->hdr, rec);

@@ -126,6 +126,18 @@ int coll_decode(struct coll_dec *d, const void *buf, size_t len);
  * end (and always 0 for a rejected datagram). */
 int coll_decode_next(struct coll_dec *d, struct coll_span *out);
 
+/* A second iteration over the records of an accepted datagram that leaves
+ * d (and its own iteration) alone, without a copy of the decoder (over a
+ * KiB): coll_decode_first() sets *pos to the first record, then
+ * coll_decode_next_at() gives the records as coll_decode_next() does. */
+struct coll_dec_pos {
+    size_t off;
+    uint32_t idx;
+};
+void coll_decode_first(const struct coll_dec *d, struct coll_dec_pos *pos);
+int coll_decode_next_at(const struct coll_dec *d, struct coll_dec_pos *pos,
+                        struct coll_span *out);
+
 /* TLV iteration over bytes that coll_decode() validated (the info block of a
  * coll_span).  coll_tlv_next() returns 1 and fills *t, or 0 at the end. */
 void coll_tlv_begin(struct coll_tlv_iter *it, const uint8_t *p, size_t len);

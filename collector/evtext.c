@@ -420,7 +420,7 @@ static int rspan_cmp(const void *a, const void *b)
 int coll_redis_dgram_cmds(struct coll_buf *out, const struct coll_dec *d,
                           const char *fallback_host, size_t *nev)
 {
-    struct coll_dec it = *d;
+    struct coll_dec_pos it;
     uint32_t n = d->hdr.nrec, k = 0;
     struct rspan *v = malloc((n ? n : 1) * sizeof *v);
     struct coll_buf ev;
@@ -429,7 +429,8 @@ int coll_redis_dgram_cmds(struct coll_buf *out, const struct coll_dec *d,
     coll_buf_init(&ev);
     if (!v)
         return -1;
-    while (k < n && coll_decode_next(&it, &v[k].sp)) {
+    coll_decode_first(d, &it);
+    while (k < n && coll_decode_next_at(d, &it, &v[k].sp)) {
         const struct ldprof_wire_span *h = &v[k].sp.hdr;
         v[k].i = k;
         v[k].start_us = (int64_t)(h->start_ns / 1000);

@@ -54,14 +54,14 @@ int coll_event_text(struct coll_buf *b, const struct coll_proc *proc, uint32_t p
                     const struct coll_span *sp, const char *fallback_host, int stop,
                     int indent, int level, struct coll_buf *etype, int etype_level);
 
-/* The Redis commands for the spans of an accepted datagram `d` (iterated
- * on a copy): for every span, in OSProfiler's push order (stop time, oldest
- * first; of two stopping in the same µs the later-started first; then
- * datagram order), `LPUSH osprofiler_opt:<base_id> <start event>` then
- * the same with its stop event, each event as json.dumps(event) (compact)
- * writes it.  Appended to `out` in the Redis protocol (RESP arrays of bulk
- * strings); *nev is set to the number of commands.  0, or -1 on allocation
- * failure. */
+/* The Redis commands for the spans of an accepted datagram `d` (all of
+ * them, whatever d's own iteration has read; d is left alone): for every
+ * span, in OSProfiler's push order (stop time, oldest first; of two
+ * stopping in the same µs the later-started first; then datagram order),
+ * `LPUSH osprofiler_opt:<base_id> <start event>` then the same with its
+ * stop event, each event as json.dumps(event) (compact) writes it.
+ * Appended to `out` in the Redis protocol (RESP arrays of bulk strings);
+ * *nev is set to the number of commands.  0, or -1 on allocation failure. */
 int coll_redis_dgram_cmds(struct coll_buf *out, const struct coll_dec *d,
                           const char *fallback_host, size_t *nev);
 

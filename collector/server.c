@@ -972,20 +972,21 @@ static void redis_push_dgram(struct srv *s, const struct coll_dec *d, uint64_t n
  * it (cut by a limit, or lost).  A record takes at least its 80-byte head. */
 static uint8_t lost[LDPROF_WIRE_MAX_DGRAM / sizeof(struct ldprof_wire_span) + 1];
 
-/* Push the records of the datagram `buf` (decoded as `d`, iteration not
- * started) that add_span kept (lost[i] == 0): a copy of the datagram with
- * only those records (same header and process block, len and nrec set),
- * pushed as any datagram. */
+/* Push the records of the datagram `buf` (decoded as `d`; its iteration
+ * may be over) that add_span kept (lost[i] == 0): a copy of the datagram
+ * with only those records (same header and process block, len and nrec
+ * set), pushed as any datagram. */
 static void redis_push_kept(struct srv *s, const uint8_t *buf, const struct coll_dec *d,
                             uint64_t now)
 {
     static uint8_t out[LDPROF_WIRE_MAX_DGRAM];
     size_t off = sizeof(struct ldprof_wire_hdr) + d->hdr.proc_len;
     memcpy(out, buf, off);
-    struct coll_dec it = *d;
+    struct coll_dec_pos it;
     struct coll_span sp;
     uint32_t i = 0, n = 0;
-    while (coll_decode_next(&it, &sp)) {
+    coll_decode_first(d, &it);
+    while (coll_decode_next_at(d, &it, &sp)) {
         if (!lost[i++]) {
             memcpy(out + off, sp.info - sizeof(struct ldprof_wire_span), sp.hdr.rec_len);
             off += sp.hdr.rec_len;
@@ -1048,9 +1049,6 @@ static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
     size_t entry = len + 9, share = n ? entry / n : 0, rest = n ? entry % n : 0;
     struct coll_span sp;
     struct last_trace last = {NULL, {0}};
-    struct coll_dec fresh; /* for the Redis push: iteration not started */
-    if (s->use_redis)
-        fresh = d;
     uint32_t i = 0, nlost = 0;
     while (coll_decode_next(&d, &sp)) {
         int l = add_span(s, &d, &sp, &last, now, share + (i == 0 ? rest : 0));
@@ -1062,9 +1060,9 @@ static void handle_dgram(struct srv *s, const uint8_t *buf, size_t len)
     snd->spans += i;
     /* Redis gets the spans memory kept (those a limit cut are not pushed). */
     if (s->use_redis && nlost == 0)
-        redis_push_dgram(s, &fresh, now);
+        redis_push_dgram(s, &d, now);
     else if (s->use_redis && nlost < i)
-        redis_push_kept(s, buf, &fresh, now);
+        redis_push_kept(s, buf, &d, now);
     if (s->pending_spans > s->o->max_pending) {
         s->c.forced_flushes++;
         coll_log(COLL_LOG_WARN, "event=forced_flush pending_spans=%zu max=%zu",

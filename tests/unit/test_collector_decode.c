@@ -126,6 +126,24 @@ Test(collector_decode, good_datagram)
     cr_assert_eq(sp.hdr.flags, LDPROF_SPAN_ERROR);
     cr_assert_eq(coll_decode_next(&d, &sp), 0);
     cr_assert_eq(coll_decode_next(&d, &sp), 0);
+
+    /* a second iteration, d's own being over: the same records */
+    struct coll_dec again;
+    cr_assert_eq(coll_decode(&again, B.buf, len), 0);
+    struct coll_dec_pos pos;
+    struct coll_span a, b;
+    int n = 0;
+    coll_decode_first(&d, &pos);
+    while (coll_decode_next_at(&d, &pos, &a)) {
+        cr_assert_eq(coll_decode_next(&again, &b), 1);
+        cr_assert(memcmp(&a.hdr, &b.hdr, sizeof a.hdr) == 0);
+        cr_assert_eq(a.info, b.info);
+        cr_assert_eq(a.info_len, b.info_len);
+        n++;
+    }
+    cr_assert_eq(n, 2);
+    cr_assert_eq(coll_decode_next_at(&d, &pos, &a), 0);
+    cr_assert_eq(coll_decode_next(&d, &sp), 0);
 }
 
 Test(collector_decode, stats_message_and_empty_batch)

@@ -331,6 +331,13 @@ static void check_redis(const struct coll_dec *d0)
     cr_assert_eq(coll_redis_dgram_cmds(&fast, d0, "fallback-host", &nfast), 0);
     cr_assert_eq(nfast, nref);
     same_bytes("Redis commands", fast.p, fast.len, ref.p, ref.len);
+    /* the same from a decoder whose own iteration is over (the daemon's) */
+    coll_buf_reset(&fast);
+    nfast = 0;
+    cr_assert_eq(d.next_idx, d.hdr.nrec);
+    cr_assert_eq(coll_redis_dgram_cmds(&fast, &d, "fallback-host", &nfast), 0);
+    cr_assert_eq(nfast, nref);
+    same_bytes("Redis commands (iterated decoder)", fast.p, fast.len, ref.p, ref.len);
     for (unsigned i = 0; i < n; i++) {
         json_decref(v[i].start);
         json_decref(v[i].stop);
