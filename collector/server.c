@@ -157,7 +157,22 @@ struct srv {
     int sync_busy; /* a sync thread is running */
     pthread_t sync_th;
     int sync_rc, sync_err; /* its result, read after the join */
-    int replaying;         /* flushing the traces of a journal replay */
+    /* The compaction that thread writes after its sync (cj_on): the new
+     * journal's entries as they were when it started, and per trace its
+     * bytes in them and its jbytes then (see sync_start). */
+    int cj_on;
+    int cj_rc, cj_err; /* the write's result, read after the join */
+    struct coll_store_compact cj;
+    struct coll_buf cj_buf;
+    struct cj_held {
+        struct coll_trace *t;
+        uint64_t sz, jb0;
+    } *cj_v;
+    size_t cj_n;
+    uint64_t cj_ms;       /* time spent on it by this thread so far */
+    uint64_t cj_write_ms; /* by the sync thread, writing and fsyncing it */
+    int old_jfd;          /* the journal it replaced, closed by the next sync */
+    int replaying;        /* flushing the traces of a journal replay */
 };
 
 static uint64_t now_ms(void)
@@ -617,23 +632,123 @@ static void *sync_main(void *arg)
     struct srv *s = arg;
     uint64_t one = 1;
 
+    if (s->old_jfd >= 0) { /* frees the blocks of the journal last replaced */
+        close(s->old_jfd);
+        s->old_jfd = -1;
+    }
     s->sync_rc = coll_store_sync_dir(&s->store);
     s->sync_err = s->sync_rc < 0 ? errno : 0;
+    if (s->sync_rc == 0 && s->cj_on) {
+        uint64_t t0 = now_ms();
+        s->cj_rc = coll_store_compact_write(&s->cj, s->cj_buf.p ? s->cj_buf.p : "",
+                                            s->cj_buf.len);
+        s->cj_err = s->cj_rc < 0 ? errno : 0;
+        s->cj_write_ms = now_ms() - t0;
+    }
     while (write(s->sync_efd, &one, sizeof one) < 0 && errno == EINTR)
         ;
     return NULL;
 }
 
+static void cj_free(struct srv *s)
+{
+    coll_buf_free(&s->cj_buf);
+    free(s->cj_v);
+    s->cj_v = NULL;
+    s->cj_n = 0;
+    s->cj_on = 0;
+}
+
+/* The compaction's snapshot: the entries journal_compact() would write
+ * now.  0, or -1 (nothing kept). */
+static int cj_snapshot(struct srv *s)
+{
+    uint64_t t0 = now_ms();
+    coll_buf_init(&s->cj_buf);
+    s->cj_n = 0;
+    s->cj_v = malloc(s->ntraces * sizeof *s->cj_v);
+    if (!s->cj_v)
+        return -1;
+    for (size_t i = 0; i < s->ns; i++) {
+        struct coll_trace *t = s->ts[i].t;
+        if (!t)
+            continue;
+        size_t at = s->cj_buf.len;
+        if (s->cj_n == s->ntraces || coll_trace_journal_entries(t, &s->cj_buf) < 0) {
+            cj_free(s);
+            return -1;
+        }
+        s->cj_v[s->cj_n++] = (struct cj_held){t, s->cj_buf.len - at, t->jbytes};
+    }
+    coll_store_compact_begin(&s->store, &s->cj);
+    s->cj_on = 1;
+    s->cj_ms = now_ms() - t0;
+    return 0;
+}
+
 /* Start the background sync that must precede a journal trim; 0, or -1
- * when no thread could be started (the caller syncs in line). */
+ * when no thread could be started (the caller syncs in line).
+ *
+ * When traces are held, the thread then also writes and fsyncs the
+ * compacted journal: their entries as they are now (no trace leaves memory
+ * before sync_finish, and what they receive meanwhile is appended to the
+ * journal), which sync_finish completes with the journal's entries since
+ * then and renames over it (coll_store_compact_*).  Without a snapshot
+ * (none held, or no memory for it) sync_finish compacts in line as before. */
 static int sync_start(struct srv *s)
 {
     if (s->sync_efd < 0)
         return -1;
-    if (pthread_create(&s->sync_th, NULL, sync_main, s) != 0)
+    if (s->ntraces > 0)
+        cj_snapshot(s);
+    if (pthread_create(&s->sync_th, NULL, sync_main, s) != 0) {
+        if (s->cj_on)
+            cj_free(s);
         return -1;
+    }
     s->sync_busy = 1;
     return 0;
+}
+
+/* Complete the compaction the sync thread wrote: the journal is then the
+ * snapshot and what arrived since, and each trace's jbytes its bytes in
+ * it. */
+static void cj_commit(struct srv *s)
+{
+    uint64_t t0 = now_ms();
+    if (s->cj_rc < 0) {
+        coll_store_compact_abort(&s->cj);
+        errno = s->cj_err;
+    }
+    int rc = s->cj_rc < 0 ? -1 : coll_store_compact_commit(&s->store, &s->cj);
+    if (s->cj.oldfd >= 0) {
+        int e = errno;
+        if (s->old_jfd >= 0) /* the sync thread did not run since: now */
+            close(s->old_jfd);
+        s->old_jfd = s->cj.oldfd;
+        errno = e;
+    }
+    if (rc < 0) {
+        coll_log(COLL_LOG_ERROR, "event=journal_compact_error error=%s",
+                 coll_logq(strerror(errno)));
+        cj_free(s);
+        return;
+    }
+    for (size_t k = 0; k < s->cj_n; k++) {
+        struct cj_held *h = &s->cj_v[k];
+        h->t->jbytes = h->sz + (h->t->jbytes - h->jb0);
+    }
+    s->pending_jbytes = 0;
+    for (size_t i = 0; i < s->ns; i++)
+        if (s->ts[i].t)
+            s->pending_jbytes += s->ts[i].t->jbytes;
+    coll_log(COLL_LOG_INFO,
+             "event=journal_compacted bytes=%lld traces=%zu ms=%llu tail_bytes=%lld "
+             "write_ms=%llu",
+             (long long)s->store.jsize, s->cj_n, (unsigned long long)(s->cj_ms + now_ms() - t0),
+             (long long)s->store.jsize - (long long)s->cj_buf.len,
+             (unsigned long long)s->cj_write_ms);
+    cj_free(s);
 }
 
 /* Wait for the background sync (it may have finished already), then trim
@@ -654,9 +769,16 @@ static void sync_finish(struct srv *s)
     if (s->sync_rc < 0) {
         coll_log(COLL_LOG_ERROR, "event=dir_sync_error error=%s",
                  coll_logq(strerror(s->sync_err)));
+        if (s->cj_on) {
+            coll_store_compact_abort(&s->cj);
+            cj_free(s);
+        }
         return; /* do not drop journal lines */
     }
-    journal_compact(s);
+    if (s->cj_on)
+        cj_commit(s);
+    else
+        journal_compact(s);
 }
 
 static int flush_traces(struct srv *s, int all)
@@ -1752,6 +1874,12 @@ static void teardown(struct srv *s)
         pthread_join(s->sync_th, NULL);
         s->sync_busy = 0;
     }
+    if (s->cj_on) { /* not committed: the journal is whole as it is */
+        coll_store_compact_abort(&s->cj);
+        cj_free(s);
+    }
+    if (s->old_jfd >= 0)
+        close(s->old_jfd);
     if (s->sync_efd >= 0)
         close(s->sync_efd);
     for (size_t i = 0; i < s->ns; i++)
@@ -1780,7 +1908,7 @@ int coll_server_run(const struct coll_opts *o)
 
     memset(s, 0, sizeof *s);
     s->o = o;
-    s->sock = s->sigfd = s->tfd = s->lockfd = -1;
+    s->sock = s->sigfd = s->tfd = s->lockfd = s->old_jfd = -1;
     s->sync_efd = o->fsync_batch ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1; /* batch only */
     s->euid = (uint32_t)geteuid();
     s->store.jfd = s->store.dirfd = -1;

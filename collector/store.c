@@ -376,6 +376,95 @@ int coll_store_journal_replace(struct coll_store *s, const char *data, size_t le
     return open_journal(s);
 }
 
+void coll_store_compact_begin(struct coll_store *s, struct coll_store_compact *c)
+{
+    c->dirfd = s->dirfd;
+    c->fd = c->oldfd = -1;
+    c->from = s->jsize;
+    coll_store_tmp_name(c->tmp, sizeof c->tmp, COLL_JOURNAL_NAME, s->pid); /* fits */
+}
+
+int coll_store_compact_write(struct coll_store_compact *c, const char *data, size_t len)
+{
+    c->fd = openat(c->dirfd, c->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                   0600);
+    if (c->fd < 0)
+        return -1;
+    if (write_all(c->fd, data, len) < 0 || fsync(c->fd) < 0)
+        return -1;
+    return 0;
+}
+
+void coll_store_compact_abort(struct coll_store_compact *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        unlinkat(c->dirfd, c->tmp, 0);
+    }
+    c->fd = -1;
+}
+
+/* Append the journal's bytes [c->from, s->jsize) to c->fd. */
+static int copy_tail(struct coll_store *s, struct coll_store_compact *c)
+{
+    if (s->jsize == c->from)
+        return 0;
+    int rfd = openat(s->dirfd, COLL_JOURNAL_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (rfd < 0)
+        return -1;
+    char buf[65536];
+    off_t off = c->from;
+    int rc = 0;
+    while (rc == 0 && off < s->jsize) {
+        size_t want = (size_t)(s->jsize - off) < sizeof buf ? (size_t)(s->jsize - off)
+                                                               : sizeof buf;
+        ssize_t r = pread(rfd, buf, want, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO; /* shorter than we wrote */
+            rc = -1;
+            break;
+        }
+        rc = write_all(c->fd, buf, (size_t)r);
+        off += r;
+    }
+    if (rc == 0)
+        rc = fdatasync(c->fd);
+    int e = errno;
+    close(rfd);
+    errno = e;
+    return rc;
+}
+
+int coll_store_compact_commit(struct coll_store *s, struct coll_store_compact *c)
+{
+    int rc = copy_tail(s, c), e = errno;
+    if (close(c->fd) < 0 && rc == 0)
+        rc = -1, e = errno;
+    c->fd = -1;
+    if (rc < 0) {
+        unlinkat(c->dirfd, c->tmp, 0);
+        errno = e;
+        return -1;
+    }
+    if (renameat(s->dirfd, c->tmp, s->dirfd, COLL_JOURNAL_NAME) < 0) {
+        e = errno;
+        unlinkat(c->dirfd, c->tmp, 0);
+        errno = e;
+        return -1;
+    }
+    /* From here the journal is the new file: append to it whatever the
+     * directory's fsync says. */
+    rc = fsync(s->dirfd), e = errno;
+    c->oldfd = s->jfd;
+    if (open_journal(s) < 0)
+        return -1;
+    errno = e;
+    return rc;
+}
+
 int coll_store_read_dump(struct coll_store *s, const char *base_id, struct coll_buf *out)
 {
     char name[128];

@@ -32,6 +32,7 @@
 #ifndef LDPROF_COLLECTOR_STORE_H
 #define LDPROF_COLLECTOR_STORE_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -109,6 +110,37 @@ int coll_store_journal_truncate(struct coll_store *s);
  * every span that is not in `data` durable in a dump first
  * (coll_store_sync_dir() after the dumps). */
 int coll_store_journal_replace(struct coll_store *s, const char *data, size_t len);
+
+/* The same in steps, for a compaction whose write and fsync run on another
+ * thread while datagrams go on being appended to the journal:
+ *   coll_store_compact_begin()  notes where the journal ends now;
+ *   coll_store_compact_write()  (any one thread: it touches only *c)
+ *       writes the new journal's `data` (whole entries) to its temporary
+ *       file and fsyncs it;
+ *   coll_store_compact_commit() after the write, appends to it what the
+ *       journal received since the begin, fdatasyncs that, renames it over
+ *       the journal, fsyncs the directory and reopens the journal; the
+ *       old journal's descriptor is left in c->oldfd (>= 0) for the caller
+ *       to close: that last close frees the replaced file's blocks, which
+ *       takes milliseconds for a large one, so it may be done elsewhere;
+ *   coll_store_compact_abort()  instead removes the temporary file.
+ * The journal keeps every entry until the rename, and the new one has
+ * them all from then on, so a crash at any point loses nothing (a kill -9
+ * before the rename leaves the temporary file, removed at the next start).
+ * `data` must hold what the journal held at the begin that is not in a
+ * dump made durable before the commit, as for coll_store_journal_replace().
+ * write and commit return 0 or -1 (errno set; after a failed commit the
+ * journal is the old one, or the new one when only the directory's fsync
+ * or the reopening failed). */
+struct coll_store_compact {
+    int dirfd, fd, oldfd;
+    off_t from; /* the journal's size at the begin */
+    char tmp[NAME_MAX + 64];
+};
+void coll_store_compact_begin(struct coll_store *s, struct coll_store_compact *c);
+int coll_store_compact_write(struct coll_store_compact *c, const char *data, size_t len);
+int coll_store_compact_commit(struct coll_store *s, struct coll_store_compact *c);
+void coll_store_compact_abort(struct coll_store_compact *c);
 
 /* Read <dir>/<base_id>.json into `out`.  Returns 0, 1 when there is no such
  * file, -1 on another error (errno set). */

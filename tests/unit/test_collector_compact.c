@@ -25,7 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -491,8 +496,9 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-/* Start the collector on `dir` (its journal replayed before it is ready). */
-static pid_t daemon_start(const char *dir, const char *tag)
+/* Start the collector on `dir` (its journal replayed before it is ready),
+ * with the options `extra` (NULL-terminated) after the usual ones. */
+static pid_t daemon_start_with(const char *dir, const char *tag, const char *const *extra)
 {
     char sock[160], logp[160], ready[160], bin[256];
     const char *bd = getenv("LDPROF_BUILD");
@@ -504,14 +510,29 @@ static pid_t daemon_start(const char *dir, const char *tag)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        execl(bin, "ldprof-collectord", "--socket", sock, "--dir", dir, "--log", logp,
-              "--ready-file", ready, "--idle-ms", "600000", (char *)NULL);
+        const char *argv[32] = {"ldprof-collectord", "--socket", sock, "--dir", dir, "--log",
+                                logp, "--ready-file", ready, "--idle-ms", "600000"};
+        int n = 11;
+        for (int i = 0; extra && extra[i] && n < 31; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
-    for (int i = 0; i < 1000 && access(ready, F_OK) != 0; i++)
+    /* (a replay writes every dump first: up to a minute on a busy disk) */
+    for (int i = 0; i < 6000 && access(ready, F_OK) != 0; i++)
         sleep_ms(10);
-    cr_assert_eq(access(ready, F_OK), 0, "the collector (%s) did not start", tag);
+    if (access(ready, F_OK) != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        cr_assert_fail("the collector (%s) did not start", tag);
+    }
     return pid;
+}
+
+static pid_t daemon_start(const char *dir, const char *tag)
+{
+    return daemon_start_with(dir, tag, NULL);
 }
 
 static int daemon_stop(pid_t pid, int sig)
@@ -616,4 +637,175 @@ Test(collector_compact, daemon_compacts_and_replays_to_the_same_dumps)
     }
     coll_buf_free(&log);
     coll_buf_free(&j);
+}
+
+/* ---- --fsync batch: the compaction is written and fsynced on the sync
+ * thread while datagrams go on arriving (they are appended to the old
+ * journal, then copied after the snapshot: tail_bytes).  Killed (-9) right
+ * after such a compaction, the collector replays its journal to the dumps
+ * a collector given every datagram at once writes, and the journal holds
+ * no span twice. */
+
+#define HI1 0x0bac6000u
+#define BG_MAX 40000 /* datagrams at most */
+
+/* Datagram k: trace k alone, a root span and 3 children. */
+static size_t bg_dgram(struct wb *b, int k)
+{
+    uint8_t base[16], id[16], root[16];
+    char v[201];
+    for (int c = 0; c < 200; c++)
+        v[c] = (char)('a' + (c + k) % 26);
+    v[200] = '\0';
+    wb_begin(b, LDPROF_MSG_SPANS, 4100, 0);
+    wb_proc(b, "host", "host-a");
+    wb_proc(b, "service", "zaqard");
+    wb_id(base, HI1 + (uint32_t)k, 0);
+    wb_id(root, HI1 + (uint32_t)k, 1);
+    for (int r = 1; r <= 4; r++) {
+        uint64_t t = T0 + (uint64_t)k * 1000000ull + (uint64_t)r * 1000ull;
+        wb_id(id, HI1 + (uint32_t)k, (uint64_t)r);
+        wb_span_begin(b, r == 1 ? LDPROF_KIND_WSGI : LDPROF_KIND_DB, 0, base, id,
+                      r == 1 ? base : root, t, t + 500000);
+        wb_str(b, 0, "db.statement", v);
+        wb_span_end(b);
+    }
+    return wb_finish(b);
+}
+
+static int count_of(const char *path, const char *what)
+{
+    struct coll_buf l;
+    coll_buf_init(&l);
+    int n = 0;
+    if (coll_read_file(path, &l) == 0 && l.p)
+        for (const char *p = strstr(l.p, what); p; p = strstr(p + 1, what))
+            n++;
+    coll_buf_free(&l);
+    return n;
+}
+
+/* Is `pid`'s main thread asleep in poll(2) (/proc/PID/syscall: the number
+ * of the call it is blocked in)? */
+static int in_poll(pid_t pid)
+{
+    char p[64], b[64];
+    snprintf(p, sizeof p, "/proc/%d/syscall", (int)pid);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f, "%s: %s", p, strerror(errno));
+    size_t n = fread(b, 1, sizeof b - 1, f);
+    fclose(f);
+    b[n] = '\0';
+    long nr = strtol(b, NULL, 10);
+    return n > 0 && (nr == SYS_poll || nr == SYS_ppoll);
+}
+
+struct span_count {
+    int *n; /* per trace k * 4 + span - 1 */
+    int ntr, other;
+};
+
+static void count_spans(void *arg, int kind, const char *p, size_t len)
+{
+    struct span_count *c = arg;
+    struct coll_dec d;
+    struct coll_span sp;
+    if (kind != COLL_JENT_DGRAM || coll_decode(&d, p, len) < 0) {
+        c->other += kind != COLL_JENT_TORN; /* a kill -9 may tear the last */
+        return;
+    }
+    while (coll_decode_next(&d, &sp)) {
+        const uint8_t *t = sp.hdr.trace_id;
+        int k = (int)(((uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3]) -
+                      HI1);
+        int r = t[15];
+        cr_assert(k >= 0 && k < c->ntr && r >= 1 && r <= 4, "unknown span");
+        c->n[k * 4 + r - 1]++;
+    }
+}
+
+Test(collector_compact, background_compaction_then_kill9_loses_nothing, .timeout = 240)
+{
+    static struct wb b;
+    char dir[2][128], logp[160], sock[160], path[256], err[256];
+    for (int x = 0; x < 2; x++) {
+        snprintf(dir[x], sizeof dir[x], "%s/%s", tmpdir, x ? "bgref" : "bg");
+        cr_assert_eq(mkdir(dir[x], 0700), 0);
+    }
+    struct coll_store ref;
+    cr_assert_eq(coll_store_open(&ref, dir[1], err, sizeof err), 0, "%s", err);
+    static const char *const opts[] = {"--fsync", "batch", "--idle-ms", "200",
+                                       "--journal-max-mb", "1", NULL};
+    pid_t pid = daemon_start_with(dir[0], "bg1", opts);
+    snprintf(logp, sizeof logp, "%s/bg1.log", tmpdir);
+    snprintf(sock, sizeof sock, "%s/bg1.sock", tmpdir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(sock), sizeof sa.sun_path);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "%s", strerror(errno));
+    /* Until two compactions appended datagrams that came during their
+     * write (blocking sends: none is dropped; a pause now and then so
+     * that traces go idle and are written, which lets the journal be
+     * compacted). */
+    int k, with_tail = 0;
+    for (k = 0; k < BG_MAX && with_tail < 2; k++) {
+        size_t len = bg_dgram(&b, k);
+        cr_assert_eq(send(fd, b.buf, len, 0), (ssize_t)len, "%s", strerror(errno));
+        cr_assert_eq(coll_store_journal_append_dgram(&ref, b.buf, len), 0);
+        if (k % 4 == 3)
+            sleep_ms(1);
+        if (k % 50 == 49)
+            with_tail = count_of(logp, "event=journal_compacted") -
+                        count_of(logp, "tail_bytes=0 ");
+    }
+    /* Killed once it has read every datagram (none is left charged to our
+     * socket) and handled it (its main thread sleeps in poll again): what
+     * it journaled must then hold every span it has not written. */
+    int idle = 0;
+    for (int i = 0; i < 10000 && !idle; i++) {
+        int q = -1;
+        idle = ioctl(fd, SIOCOUTQ, &q) == 0 && q == 0 && in_poll(pid);
+        if (!idle)
+            sleep_ms(1);
+    }
+    cr_assert(idle, "the collector did not read its queue");
+    close(fd);
+    daemon_stop(pid, SIGKILL);
+    coll_store_close(&ref);
+    cr_assert_geq(with_tail, 2, "%d datagrams, no compaction with a tail:\n%s", k,
+                  logp);
+    /* the journal holds each span at most once */
+    struct coll_store st;
+    struct span_count c = {calloc((size_t)k * 4, sizeof(int)), k, 0};
+    cr_assert_eq(coll_store_open(&st, dir[0], err, sizeof err), 0, "%s", err);
+    cr_assert_geq(coll_store_journal_scan(&st, count_spans, &c), 1);
+    coll_store_close(&st);
+    cr_assert_eq(c.other, 0);
+    for (int i = 0; i < k * 4; i++)
+        cr_assert_leq(c.n[i], 1, "span %d of trace %d %d times in the journal", i % 4 + 1,
+                      i / 4, c.n[i]);
+    free(c.n);
+    /* restarted: every trace; the reference: the same from all datagrams */
+    static const char *const batch[] = {"--fsync", "batch", NULL};
+    int s0 = daemon_stop(daemon_start_with(dir[0], "bg2", batch), SIGTERM);
+    int s1 = daemon_stop(daemon_start_with(dir[1], "bgref", batch), SIGTERM);
+    cr_assert(WIFEXITED(s0) && WEXITSTATUS(s0) == 0);
+    cr_assert(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
+    for (int i = 0; i < k; i++) {
+        uint8_t base[16];
+        char text[37];
+        struct coll_buf a, r;
+        coll_buf_init(&a);
+        coll_buf_init(&r);
+        wb_id(base, HI1 + (uint32_t)i, 0);
+        coll_uuid_fmt(base, text);
+        snprintf(path, sizeof path, "%s/%s.json", dir[1], text);
+        cr_assert_eq(coll_read_file(path, &r), 0, "%s", path);
+        snprintf(path, sizeof path, "%s/%s.json", dir[0], text);
+        cr_assert_eq(coll_read_file(path, &a), 0, "trace %d of %d lost: %s", i, k, path);
+        cr_assert_str_eq(a.p, r.p, "trace %d", i);
+        coll_buf_free(&a);
+        coll_buf_free(&r);
+    }
 }
