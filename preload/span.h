@@ -158,9 +158,11 @@ static inline __attribute__((always_inline)) int ldprof_span_put(struct ldprof_s
     return 1;
 }
 
-/* strlen(@p) when the compiler knows it, else -1 */
+/* strlen(@p) when the compiler knows it, else -1 (also for NULL: the
+ * test keeps UBSan's non-null check of the builtin's argument from
+ * firing on a NULL key the callee refuses; it folds away for a literal) */
 #define LDPROF_CONST_STRLEN(p)                                                                 \
-    (__builtin_constant_p(__builtin_strlen(p)) ? (long)__builtin_strlen(p) : -1L)
+    ((p) != NULL && __builtin_constant_p(__builtin_strlen(p)) ? (long)__builtin_strlen(p) : -1L)
 
 static inline __attribute__((always_inline)) int
 ldprof_span_add_str_inl(struct ldprof_span *s, int when, const char *key, const char *val,
