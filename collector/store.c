@@ -367,13 +367,20 @@ int coll_store_journal_truncate(struct coll_store *s)
 
 int coll_store_journal_replace(struct coll_store *s, const char *data, size_t len)
 {
+    int rc, e;
+
     coll_store_journal_sync(s);
     if (write_atomic_at(s->dirfd, COLL_JOURNAL_NAME, data, len, 1, s->pid) < 0)
         return -1;
-    if (fsync(s->dirfd) < 0)
-        return -1;
+    /* Renamed: the name is the new journal now, so reopen it whatever the
+     * directory's fsync says (appends to the old, unlinked file would be
+     * lost); -1 with its errno when that fsync failed. */
+    rc = fsync(s->dirfd), e = errno;
     close(s->jfd);
-    return open_journal(s);
+    if (open_journal(s) < 0)
+        return -1;
+    errno = e;
+    return rc;
 }
 
 void coll_store_compact_begin(struct coll_store *s, struct coll_store_compact *c)

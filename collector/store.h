@@ -108,7 +108,8 @@ int coll_store_journal_truncate(struct coll_store *s);
 /* Replace the journal by `data` (whole lines, may be empty): temporary file,
  * fsync, rename, fsync of the directory, reopen.  The caller must have made
  * every span that is not in `data` durable in a dump first
- * (coll_store_sync_dir() after the dumps). */
+ * (coll_store_sync_dir() after the dumps).  -1 when the directory's fsync
+ * failed too: the new journal is open and appended to all the same. */
 int coll_store_journal_replace(struct coll_store *s, const char *data, size_t len);
 
 /* The same in steps, for a compaction whose write and fsync run on another
