@@ -514,18 +514,6 @@ int coll_decode(struct coll_dec *d, const void *buf, size_t len)
     return 0;
 }
 
-int coll_decode_next(struct coll_dec *d, struct coll_span *out)
-{
-    if (d->err != COLL_DEC_OK || d->next_idx >= d->hdr.nrec)
-        return 0;
-    read_span(&out->hdr, d->buf + d->next_off);
-    out->info = d->buf + d->next_off + sizeof(struct ldprof_wire_span);
-    out->info_len = out->hdr.info_len;
-    d->next_off += out->hdr.rec_len;
-    d->next_idx++;
-    return 1;
-}
-
 void coll_decode_first(const struct coll_dec *d, struct coll_dec_pos *pos)
 {
     pos->off = sizeof(struct ldprof_wire_hdr) + d->hdr.proc_len;
@@ -542,6 +530,17 @@ int coll_decode_next_at(const struct coll_dec *d, struct coll_dec_pos *pos,
     out->info_len = out->hdr.info_len;
     pos->off += out->hdr.rec_len;
     pos->idx++;
+    return 1;
+}
+
+int coll_decode_next(struct coll_dec *d, struct coll_span *out)
+{
+    struct coll_dec_pos pos = {d->next_off, d->next_idx};
+
+    if (!coll_decode_next_at(d, &pos, out))
+        return 0;
+    d->next_off = pos.off;
+    d->next_idx = pos.idx;
     return 1;
 }
 
