@@ -357,6 +357,42 @@ static inline unsigned fast_ctl_mask(__m128i v)
     return (unsigned)_mm_movemask_epi8(
         _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(1)), _mm_set1_epi8(0x21)));
 }
+
+/* The constants of fast_line's two masks (fast_nonalpha_k, fast_ctl_k),
+ * made once per head: an empty asm hides where they come from, so that
+ * they stay in registers across the head's lines (otherwise each line
+ * reloads them from memory). */
+struct fast_k {
+    __m128i lower, a, n26, dash, one, n21;
+};
+
+static inline __attribute__((always_inline)) void fast_k_init(struct fast_k *k)
+{
+    k->lower = _mm_set1_epi8(0x20);
+    k->a = _mm_set1_epi8((char)(0x80 - 'a'));
+    k->n26 = _mm_set1_epi8((char)(0x80 + 26));
+    k->dash = _mm_set1_epi8('-');
+    k->one = _mm_set1_epi8(1);
+    k->n21 = _mm_set1_epi8(0x21);
+    __asm__("" : "+x"(k->lower), "+x"(k->a), "+x"(k->n26), "+x"(k->dash), "+x"(k->one),
+                 "+x"(k->n21));
+}
+
+/* Bits of the bytes that are neither letters nor '-': where most header
+ * names end (at their ':'), found with half of fast_nonname_mask's
+ * operations. */
+static inline unsigned fast_nonalpha_k(__m128i v, const struct fast_k *k)
+{
+    __m128i letter = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, k->lower), k->a), k->n26);
+    return ~(unsigned)_mm_movemask_epi8(_mm_or_si128(letter, _mm_cmpeq_epi8(v, k->dash))) &
+           0xffffu;
+}
+
+/* fast_ctl_mask with @k's constants. */
+static inline unsigned fast_ctl_k(__m128i v, const struct fast_k *k)
+{
+    return (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(_mm_add_epi8(v, k->one), k->n21));
+}
 #endif
 
 /* The first byte from @p on that is not a name byte (fast_tchar), or @end. */
@@ -444,18 +480,33 @@ static inline __attribute__((always_inline)) const char *fast_value_end(const ch
 
 /* The end of a request-target starting at @s: the first byte from @s on
  * that is not 0x21-0x7e or is a '#', or @end (the buffer starts at @lo). */
+#ifdef __SSE2__
+/* Bits of the bytes that end a request-target (fast_target_end). */
+static inline unsigned fast_target_mask(__m128i v)
+{
+    return (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
+                                  _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))),
+                     _mm_cmpeq_epi8(v, _mm_set1_epi8('#'))));
+}
+#endif
+
 static const char *fast_target_end(const char *s, const char *lo, const char *end)
 {
 #ifdef __SSE2__
     __m128i v;
     unsigned skip, m;
 
+    /* the first 32 bytes at once when they are there (most targets end
+     * in them), then sixteen at a time, the last ones overlapping */
+    if (end - s >= 32) {
+        m = fast_target_mask(fast_load16(s)) | fast_target_mask(fast_load16(s + 16)) << 16;
+        if (m != 0)
+            return s + __builtin_ctz(m);
+        s += 32;
+    }
     while (fast_load(s, lo, end, &v, &skip)) {
-        m = (unsigned)_mm_movemask_epi8(
-                _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
-                                          _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))),
-                             _mm_cmpeq_epi8(v, _mm_set1_epi8('#')))) >>
-            skip;
+        m = fast_target_mask(v) >> skip;
         if (m != 0)
             return s + __builtin_ctz(m);
         if (skip != 0)
@@ -537,16 +588,19 @@ static const char *fast_trace_value(const char *v, const char *eol, size_t cap,
  * first one of the head.  0, or -1 (the parser takes the head). */
 static int fast_content_length(const char *v, const char *eol, struct fast_head *fh)
 {
-    int digits = 0;
+    const char *e = eol - 1, *d;
+    uint64_t cl = 0;
 
     if (fh->have_cl)
         return -1;
     fh->have_cl = 1;
-    for (; v < eol - 1 && (*v == ' ' || *v == '\t'); v++)
+    /* (the line ends with its CR at @e, no bound needed) */
+    for (; *v == ' ' || *v == '\t'; v++)
         ;
-    for (; v < eol - 1 && *v >= '0' && *v <= '9'; v++, digits++)
-        fh->cl = fh->cl * 10 + (uint64_t)(*v - '0');
-    return digits == 0 || digits > 18 || v != eol - 1 ? -1 : 0;
+    for (d = v; (unsigned)(*d - '0') < 10; d++)
+        cl = cl * 10 + (uint64_t)(*d - '0');
+    fh->cl = cl;
+    return d == v || d - v > 18 || d != e ? -1 : 0;
 }
 
 /* A header whose name [@p, @p+@nlen) starts with an x: X-Trace-Info and
@@ -570,6 +624,98 @@ static int fast_x_trace(const char *p, size_t nlen, const char *v, const char *e
     return -1;
 }
 
+/*
+ * One header line at @p (within @end): its '\n' with *@colon = its ':',
+ * when it is a name of name bytes, a ':' and a value of printable ASCII
+ * and tabs up to a CR LF.  Else NULL, with *@colon = the end of the head
+ * when @p is the blank line, NULL when the line is not all there or not in
+ * the fast path's subset.  @lim: end - 32 (when @p is before it, more than
+ * 32 bytes are); @kv: fast_headers' struct fast_k.
+ */
+static inline __attribute__((always_inline)) const char *
+fast_line(const char *p, const char *end, const char *lim, const char **colon, const void *kv)
+{
+    const char *c, *e;
+
+    (void)kv;
+    (void)lim;
+#ifdef __SSE2__
+    /* More than 32 bytes before @end (all lines but the last ones of a
+     * buffer): the first sixteen give the name's end (a name of letters
+     * and '-' ends at the first other byte if that is its ':', else the
+     * name bytes decide; the blank line's CR ends an empty one), the
+     * first 32 the value's end on most lines; a longer value goes on
+     * sixteen bytes at a time, the last ones overlapping.  The same as
+     * fast_name_end then fast_value_end, which take names of sixteen bytes
+     * or more and the last bytes before @end. */
+    if (p < lim) {
+        const struct fast_k *k = kv;
+        __m128i w = fast_load16(p);
+        unsigned nn = fast_nonalpha_k(w, k), m;
+        const char *q;
+
+        if (nn == 0 || p[__builtin_ctz(nn)] != ':') {
+            if (p[0] == '\r') {
+                *colon = p[1] == '\n' ? p + 2 : NULL;
+                return NULL;
+            }
+            nn = fast_nonname_mask(w);
+            if (nn == 0 || p[__builtin_ctz(nn)] != ':')
+                goto scalar; /* a long name, or not one (decided there) */
+        }
+        c = p + __builtin_ctz(nn);
+        if (c == p)
+            goto bad;
+        *colon = c;
+        m = (fast_ctl_k(w, k) | fast_ctl_k(fast_load16(p + 16), k) << 16) >> (c + 1 - p);
+        if (m != 0) {
+            /* (e + 1 < p + 32 < end) */
+            e = c + 1 + __builtin_ctz(m);
+            if (e[0] == '\r' && e[1] == '\n')
+                return e + 1;
+        } else {
+            for (q = p + 32; m == 0; q += 16) {
+                e = q;
+                if (end - q >= 16) {
+                    m = fast_ctl_k(fast_load16(q), k);
+                } else {
+                    if (q >= end)
+                        goto bad;
+                    m = fast_ctl_k(fast_load16(end - 16), k) >> (16 - (end - q));
+                    if (m == 0)
+                        goto bad; /* no CR before @end */
+                }
+            }
+            e += __builtin_ctz(m);
+            if (*e == '\r') {
+                if (end - e < 2 || e[1] != '\n')
+                    goto bad;
+                return e + 1;
+            }
+        }
+        if (*e != '\t' || (e = fast_value_end(e + 1, end)) == NULL)
+            goto bad;
+        return e;
+    }
+scalar:
+#endif
+    *colon = NULL;
+    if (end - p < 2)
+        return NULL;
+    if (p[0] == '\r') {
+        *colon = p[1] == '\n' ? p + 2 : NULL;
+        return NULL;
+    }
+    c = fast_name_end(p, end);
+    *colon = c;
+    if (c == p || c == end || *c != ':' || (e = fast_value_end(c + 1, end)) == NULL)
+        goto bad;
+    return e;
+bad:
+    *colon = NULL;
+    return NULL;
+}
+
 /* Header lines from @p up to and including the blank line, within @end.
  * Returns the end of the head, or NULL when it is not all there or not in
  * the fast path's subset.  With @trace (requests), X-Trace-Info and
@@ -577,6 +723,17 @@ static int fast_x_trace(const char *p, size_t nlen, const char *v, const char *e
  * any X-Trace-* without @trace, go to the parser. */
 static const char *fast_headers(const char *p, const char *end, int trace, struct fast_head *fh)
 {
+#ifdef __SSE2__
+    struct fast_k k;
+    const void *kp = &k;
+
+    fast_k_init(&k);
+#else
+    const void *kp = NULL;
+#endif
+    /* lines that start before @lim have more than 32 bytes before @end */
+    const char *lim = end - p > 32 ? end - 32 : p;
+
     fh->cl = 0;
     fh->have_cl = 0;
     fh->info = fh->hmac = NULL;
@@ -585,91 +742,38 @@ static const char *fast_headers(const char *p, const char *end, int trace, struc
         const char *c, *eol;
         size_t nlen;
         uint8_t c0;
-#ifdef __SSE2__
-        __m128i w;
-        unsigned nn;
-#endif
 
-        if (end - p < 2)
-            return NULL;
-        if (p[0] == '\r')
-            return p[1] == '\n' ? p + 2 : NULL;
-#ifdef __SSE2__
-        /* The line's first sixteen bytes give the name's end and, on a
-         * short line, the value's; a longer value is scanned on sixteen
-         * bytes at a time, the last ones overlapping (all after @p).  The
-         * same as fast_name_end then fast_value_end, which take names of
-         * sixteen bytes or more and the last lines before @end. */
-        if (end - p >= 16 && (nn = fast_nonname_mask(w = fast_load16(p))) != 0) {
-            const char *e, *q;
-            unsigned m;
-
-            c = p + __builtin_ctz(nn);
-            if (c == p || *c != ':')
-                return NULL;
-            m = fast_ctl_mask(w) >> (c + 1 - p);
-            e = c + 1; /* m has the bits of e[0..] */
-            for (q = p + 16; m == 0; q += 16) {
-                e = q;
-                if (end - q >= 16) {
-                    m = fast_ctl_mask(fast_load16(q));
-                } else {
-                    if (q >= end)
-                        return NULL;
-                    m = fast_ctl_mask(fast_load16(end - 16)) >> (16 - (end - q));
-                    if (m == 0)
-                        return NULL; /* no CR before @end */
-                }
-            }
-            e += __builtin_ctz(m);
-            if (*e == '\r') {
-                if (end - e < 2 || e[1] != '\n')
-                    return NULL;
-                eol = e + 1;
-            } else if (*e != '\t' || (eol = fast_value_end(e + 1, end)) == NULL) {
-                return NULL;
-            }
-        } else
-#endif
-        {
-            c = fast_name_end(p, end);
-            if (c == p || c == end || *c != ':' || (eol = fast_value_end(c + 1, end)) == NULL)
-                return NULL;
-        }
-        nlen = (size_t)(c - p);
         /* The names below differ in their first byte (OR 0x20 lower-cases
          * a letter and maps no other name byte onto one): most headers are
          * none of them and cost this one test of a bit (letters are bits
          * 1-26 of FAST_FIRST; digits and punctuation may hit a bit too, at
-         * the cost of a compare), the others a compare or two. */
-        c0 = (uint8_t)(*p | 0x20);
-        if ((FAST_FIRST >> (c0 & 31)) & 1) {
-            switch (c0) {
-            case 'c':
-                if (fast_name_is(p, nlen, "content-length", 14)) {
-                    if (fast_content_length(c + 1, eol, fh) != 0)
-                        return NULL;
-                } else if (fast_name_is(p, nlen, "connection", 10)) {
-                    return NULL;
-                }
+         * the cost of a compare), the others a compare or two.  The lines
+         * of other names go by in this inner loop, which calls nothing (its
+         * SSE2 constants stay in registers). */
+        for (;;) {
+            eol = fast_line(p, end, lim, &c, kp);
+            if (eol == NULL)
+                return c;
+            c0 = (uint8_t)(*p | 0x20);
+            if ((FAST_FIRST >> (c0 & 31)) & 1)
                 break;
-            case 't':
-                if (fast_name_is(p, nlen, "transfer-encoding", 17))
+            p = eol + 1;
+        }
+        nlen = (size_t)(c - p);
+        if (c0 == 'c') {
+            if (fast_name_is(p, nlen, "content-length", 14)) {
+                if (fast_content_length(c + 1, eol, fh) != 0)
                     return NULL;
-                break;
-            case 'u':
-                if (fast_name_is(p, nlen, "upgrade", 7))
-                    return NULL;
-                break;
-            case 'p':
-                if (fast_name_is(p, nlen, "proxy-connection", 16))
-                    return NULL;
-                break;
-            case 'x':
-                if (fast_x_trace(p, nlen, c + 1, eol, trace, fh) != 0)
-                    return NULL;
-                break;
+            } else if (fast_name_is(p, nlen, "connection", 10)) {
+                return NULL;
             }
+        } else if (c0 == 'x') {
+            if (fast_x_trace(p, nlen, c + 1, eol, trace, fh) != 0)
+                return NULL;
+        } else if ((c0 == 't' && fast_name_is(p, nlen, "transfer-encoding", 17)) ||
+                   (c0 == 'u' && fast_name_is(p, nlen, "upgrade", 7)) ||
+                   (c0 == 'p' && fast_name_is(p, nlen, "proxy-connection", 16))) {
+            return NULL;
         }
         p = eol + 1;
     }
@@ -919,24 +1023,19 @@ static int fast_method(const char *m, size_t *len)
             return id;                                                                            \
         }                                                                                         \
     } while (0)
-    switch (m[0]) {
-    case 'G':
-        FAST_METHOD("GET", HTTP_GET);
-        break;
-    case 'P':
+    /* (an if-chain, the common methods first: cheaper than a jump table) */
+    if (m[0] == 'P') {
         FAST_METHOD("POST", HTTP_POST);
         FAST_METHOD("PUT", HTTP_PUT);
         FAST_METHOD("PATCH", HTTP_PATCH);
-        break;
-    case 'D':
+    } else if (m[0] == 'G') {
+        FAST_METHOD("GET", HTTP_GET);
+    } else if (m[0] == 'D') {
         FAST_METHOD("DELETE", HTTP_DELETE);
-        break;
-    case 'H':
+    } else if (m[0] == 'H') {
         FAST_METHOD("HEAD", HTTP_HEAD);
-        break;
-    case 'O':
+    } else if (m[0] == 'O') {
         FAST_METHOD("OPTIONS", HTTP_OPTIONS);
-        break;
     }
     return -1;
 #undef FAST_METHOD
@@ -1139,25 +1238,43 @@ static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
 
 static void tx_parse(struct http_fd *h, const char *buf, size_t n);
 
-static void tx_feed(struct http_fd *h, const char *buf, size_t n)
+/* Server connections: @n bytes the program wrote, in the buffers of @iov
+ * in turn (as one call per buffer would take them: a head is framed by the
+ * fast path only when it is whole in one buffer), until the stream is
+ * dead.  One function for every buffer of a writev/sendmsg: a response's
+ * head and body, most often two buffers, cost one call. */
+static void tx_feed_iov(struct http_fd *h, const struct iovec *iov, size_t iovcnt, size_t n)
 {
-    while (h->tx_fast && n > 0) {
-        size_t k;
-        if (h->tx_left > 0) {
-            k = n < h->tx_left ? n : (size_t)h->tx_left;
-            h->tx_left -= k;
-            if (h->tx_left == 0) {
-                h->tx_fast_done = 1;
-                tx_complete(h, h->tx_status);
+    for (size_t i = 0; i < iovcnt && n > 0 && !h->tx_dead; i++) {
+        const char *buf = iov[i].iov_base;
+        size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
+
+        n -= len;
+        while (h->tx_fast && len > 0) {
+            size_t k;
+            if (h->tx_left > 0) {
+                k = len < h->tx_left ? len : (size_t)h->tx_left;
+                h->tx_left -= k;
+                if (h->tx_left == 0) {
+                    h->tx_fast_done = 1;
+                    tx_complete(h, h->tx_status);
+                }
+            } else if ((k = tx_fast_head(h, buf, len)) == 0) {
+                break;
             }
-        } else if ((k = tx_fast_head(h, buf, n)) == 0) {
-            break;
+            buf += k;
+            len -= k;
         }
-        buf += k;
-        n -= k;
+        if (len > 0)
+            tx_parse(h, buf, len);
     }
-    if (n > 0)
-        tx_parse(h, buf, n);
+}
+
+static inline void tx_feed(struct http_fd *h, const char *buf, size_t n)
+{
+    struct iovec one = {(void *)buf, n};
+
+    tx_feed_iov(h, &one, 1, n);
 }
 
 /* The parser takes over at a message start (the fast path never stops
@@ -1706,12 +1823,16 @@ void ldprof_http_on_send_iov(int fd, const struct iovec *iov, size_t iovcnt, siz
 
     if (!tx_take(h))
         return;
-    for (size_t i = 0; i < iovcnt && n > 0 && !h->tx_dead; i++) {
-        size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
-        if (len == 0)
-            continue;
-        tx_feed_kind(h, fd, iov[i].iov_base, len);
-        n -= len;
+    if (ldprof_http_kinds[fd] == LDPROF_FD_SERVER) {
+        tx_feed_iov(h, iov, iovcnt, n);
+    } else {
+        for (size_t i = 0; i < iovcnt && n > 0 && !h->tx_dead; i++) {
+            size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
+            if (len == 0)
+                continue;
+            tx_feed_kind(h, fd, iov[i].iov_base, len);
+            n -= len;
+        }
     }
     ldprof_spin_unlock(&h->tx_lock);
 }

@@ -460,7 +460,7 @@ struct foutcome {
     char sig[FSIG];  /* per step: the spans it completed */
 };
 
-static char fbuf[4096];
+static char fbuf[16384]; /* up to FAST_HEAD_MAX (8192) heads and more */
 static struct tp_span fspans[32];
 
 static size_t fexpand(const char *in)
@@ -799,6 +799,163 @@ Test(preload_http, fast_every_byte_in_every_place)
             snprintf(name, sizeof(name), "response %d, byte %d", i, b);
             fcheck(name, s, FANY, 0, 0);
         }
+    }
+}
+
+/*
+ * The head scan looks at a line 16 and 32 bytes at a time from its start
+ * (name, then value), then 16 at a time with the last ones overlapping,
+ * and byte by byte in the last 32 bytes of a buffer (the request-target:
+ * 32, then 16 at a time): every byte 1-255 at the edges of those windows
+ * (target bytes at 15-16, 31-33 and 47-48 bytes from its '/'; value bytes
+ * as far from the line's start; name bytes at 0 and 14-16; a
+ * Content-Length value's last byte; the blank line's LF; the last line of
+ * a buffer starting 31-34 bytes before its end), outcomes equal to the
+ * parser's.
+ */
+Test(preload_http, fast_every_byte_at_window_edges)
+{
+    static const char fill[] = "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+    static const char nfill[] = "Abcdefghijklmnopq";
+    static const int voff[] = {15, 16, 31, 32, 33, 47, 48}; /* from the line's start */
+    static const int noff[] = {0, 14, 15, 16}; /* (0: the line's first byte) */
+    static const int toff[] = {15, 16, 31, 32, 33, 47, 48}; /* from the target's '/' */
+    static const int dist[] = {31, 32, 33, 34}; /* last line's start to the end */
+    char rq[160], rs[160], name[48];
+
+    for (int b = 1; b < 256; b++) {
+        for (size_t i = 0; i < sizeof(voff) / sizeof(voff[0]); i++) {
+            /* (after a CR, what would be a line of its own) */
+            snprintf(rq, sizeof(rq), "GET /w HTTP/1.1\r\nA: %.*s%czB: 1\r\n@T\r\n", voff[i] - 3,
+                     fill, b);
+            const struct fstep s[] = {{'R', rq}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+            snprintf(name, sizeof(name), "value at %d, byte %d", voff[i], b);
+            fcheck(name, s, FANY, 0, 0);
+        }
+        for (size_t i = 0; i < sizeof(noff) / sizeof(noff[0]); i++) {
+            snprintf(rq, sizeof(rq), "GET /n HTTP/1.1\r\n%.*s%cz: 1\r\n@T\r\n", noff[i], nfill, b);
+            const struct fstep s[] = {{'R', rq}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+            snprintf(name, sizeof(name), "name at %d, byte %d", noff[i], b);
+            fcheck(name, s, FANY, 0, 0);
+        }
+        for (size_t i = 0; i < sizeof(toff) / sizeof(toff[0]); i++) {
+            snprintf(rq, sizeof(rq), "GET /%.*s%cz HTTP/1.1\r\n@T\r\n", toff[i] - 1, fill, b);
+            const struct fstep s[] = {{'R', rq}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+            snprintf(name, sizeof(name), "target at %d, byte %d", toff[i], b);
+            fcheck(name, s, FANY, 0, 0);
+        }
+        {
+            /* a Content-Length value's byte (fast_content_length) */
+            snprintf(rq, sizeof(rq), "POST /l HTTP/1.1\r\nContent-Length: 1%c\r\n@T\r\nZZ", b);
+            const struct fstep s[] = {{'R', rq}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+            snprintf(name, sizeof(name), "content-length, byte %d", b);
+            fcheck(name, s, FANY, 0, 0);
+        }
+        {
+            /* the blank line's second byte, more than 32 bytes before the end */
+            snprintf(rq, sizeof(rq), "GET /b HTTP/1.1\r\nA: 1\r\n\r%c%s", b, fill);
+            const struct fstep s[] = {{'R', rq}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+            snprintf(name, sizeof(name), "blank line, byte %d", b);
+            fcheck(name, s, FANY, 0, 0);
+        }
+        for (size_t i = 0; i < sizeof(dist) / sizeof(dist[0]); i++) {
+            /* "A: " value "\r\n\r\n": dist = 3 + k + 1 + 4; and a name byte */
+            for (int inname = 0; inname < 2; inname++) {
+                if (inname)
+                    snprintf(rs, sizeof(rs),
+                             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n%.*s%c: 1\r\n\r\n",
+                             dist[i] - 8, nfill, b);
+                else
+                    snprintf(rs, sizeof(rs),
+                             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nA: %.*s%c\r\n\r\n",
+                             dist[i] - 8, fill, b);
+                const struct fstep s[] = {{'R', GETT}, {'W', rs}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+                snprintf(name, sizeof(name), "last line %d, %s byte %d", dist[i],
+                         inname ? "name" : "value", b);
+                fcheck(name, s, FANY, 0, 0);
+            }
+        }
+    }
+}
+
+/*
+ * Lines of every length from 0 to 100 bytes of value (with a tab every
+ * seventeenth byte), first after the request line and last before the end
+ * of the buffer, and request-targets of 1 to 101 bytes, are framed by the
+ * fast path (never handed to the parser) and as the parser frames them.
+ */
+Test(preload_http, fast_lines_of_every_length)
+{
+    char val[128], tgt[128], rq[384], rs[256];
+    struct ldprof_http_stats a, b;
+    unsigned want = 0;
+
+    for (int i = 0; i < 120; i++) {
+        val[i] = i % 17 == 16 ? '\t' : (char)('a' + i % 26);
+        tgt[i] = "abc/?=&%.-_~!$'()*+,;:@"[i % 23];
+    }
+    ldprof_http_stats(&a);
+    ldprof_http_on_accept(FD);
+    for (int k = 0; k <= 100; k++) {
+        snprintf(rq, sizeof(rq), "GET /%.*s HTTP/1.1\r\nX-V: %.*s\r\nHost: h\r\n\r\n", k,
+                 tgt, k, val);
+        snprintf(rs, sizeof(rs), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-V: x%.*s\r\n\r\n", k,
+                 val);
+        ldprof_http_on_recv(FD, rq, strlen(rq));
+        ldprof_http_on_send(FD, rs, strlen(rs));
+        want++;
+    }
+    cr_assert(ldprof_http_tracked(FD));
+    ldprof_http_on_close(FD);
+    ldprof_http_stats(&b);
+    cr_assert_eq(b.requests - a.requests, want);
+    cr_assert_eq(b.responses - a.responses, want);
+    cr_assert_eq(b.parsed - a.parsed, 0, "%lu hand-overs to the parser",
+                 (unsigned long)(b.parsed - a.parsed));
+    for (int k = 0; k <= 100; k += 3) {
+        char name[32];
+        snprintf(rq, sizeof(rq), "GET /%.*s HTTP/1.1\r\nX-V: %.*s\r\n@T\r\n", k, tgt, k, val);
+        snprintf(rs, sizeof(rs), "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-V: x%.*s\r\n\r\nZ", k,
+                 val);
+        const struct fstep s[] = {{'R', rq}, {'W', rs}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+        snprintf(name, sizeof(name), "value of %d bytes", k);
+        fcheck(name, s, 2, 2, 2);
+    }
+}
+
+/* Heads of FAST_HEAD_MAX (8192) bytes are framed by the fast path, with or
+ * without a body in the same buffer; one byte more goes to the parser;
+ * both as the parser frames them. */
+Test(preload_http, fast_heads_at_the_size_limit)
+{
+    static char big[8400];
+    static const char pre[] = "POST /big HTTP/1.1\r\n@TX-Pad: ";
+    static const char post[] = "\r\nContent-Length: 2\r\n\r\n";
+    char info[LDPROF_TRACE_INFO_SIZE], hmac[LDPROF_TRACE_HMAC_SIZE];
+    size_t tlen;
+
+    tp_sign(BASE, PARENT, info, hmac);
+    tlen = strlen("X-Trace-Info: \r\nX-Trace-HMAC: \r\n") + strlen(info) + strlen(hmac);
+    for (size_t head = 8191; head <= 8193; head++) {
+        /* "@T" stands for tlen bytes: the head is @head bytes long */
+        size_t pad = head - (sizeof(pre) - 1 - 2 + tlen) - (sizeof(post) - 1);
+        struct ldprof_http_stats a, b;
+        char name[48];
+
+        snprintf(big, sizeof(big), "%s%0*d%sok", pre, (int)pad, 0, post);
+        ldprof_http_stats(&a);
+        ldprof_http_on_accept(FD);
+        ldprof_http_on_recv(FD, fbuf, fexpand(big));
+        ldprof_http_on_send(FD, R200(0), sizeof(R200(0)) - 1);
+        ldprof_http_on_close(FD);
+        ldprof_http_stats(&b);
+        cr_assert_eq(b.requests - a.requests, 1);
+        cr_assert_eq(b.traced - a.traced, 1);
+        cr_assert_eq(b.parsed - a.parsed, head <= 8192 ? 0 : 1, "head of %zu bytes", head);
+
+        const struct fstep s[] = {{'R', big}, {'W', R200(0)}, {'R', GETT}, {'W', R200(0)}, {0, NULL}};
+        snprintf(name, sizeof(name), "head of %zu bytes", head);
+        fcheck(name, s, 2, 2, 2);
     }
 }
 
