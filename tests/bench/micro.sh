@@ -314,7 +314,9 @@ req_fig() { # CONFIG N -> "total lib sha" (writes $T/req.CONFIG.N, exit status)
     done
     # one keep-alive curl, one request per --next; traced: each request
     # with the headers of its own trace (a new base id: no HMAC memo hit)
-    local u="http://127.0.0.1:$port/v2/queues/bench/messages" reqs=()
+    # (a queue of its own per run: both runs share the database, and the PUT
+    # of an existing queue answers 204, which would count in the difference)
+    local u="http://127.0.0.1:$port/v2/queues/bench-$c-$n/messages" reqs=()
     for ((i = 0; i < n; i++)); do
         [ $i -gt 0 ] && reqs+=(--next)
         reqs+=(-s -o /dev/null -w '%{http_code}\n' -H "Client-ID: $CID" -H "X-Project-ID: bench$$"
@@ -323,7 +325,7 @@ req_fig() { # CONFIG N -> "total lib sha" (writes $T/req.CONFIG.N, exit status)
         reqs+=("$u")
     done
     curl -s -o /dev/null -X PUT -H "Client-ID: $CID" -H "X-Project-ID: bench$$" \
-        "http://127.0.0.1:$port/v2/queues/bench"
+        "http://127.0.0.1:$port/v2/queues/bench-$c-$n"
     out=$(curl "${reqs[@]}")
     kill -TERM "$zpid" 2>/dev/null
     wait "$zpid" 2>/dev/null
