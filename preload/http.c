@@ -272,7 +272,8 @@ static inline void count_one(uint64_t *n)
  * ':', values of printable ASCII and tabs, at most one Content-Length of
  * 1-18 digits (leading blanks allowed), no Transfer-Encoding, Connection,
  * Proxy-Connection or Upgrade header, and the whole head in one buffer of
- * at most FAST_HEAD_MAX bytes.  Of the X-Trace-* headers, only requests'
+ * at most FAST_HEAD_MAX bytes; responses with a Content-Length, or 204 and
+ * 304 without one (tx_fast_head).  Of the X-Trace-* headers, only requests'
  * X-Trace-Info and X-Trace-HMAC are taken, each at most once and with a
  * value without inner or trailing blanks (fast_trace_value); the fast path
  * then opens the wsgi span with the same bytes the parser callbacks would
@@ -1196,11 +1197,14 @@ static int tx_on_message_begin(http_parser *p)
 
 /*
  * tx_fast_head - frame a response head without http_parser (see
- * fast_headers): "HTTP/1.1 DDD reason" with a status of 200-599 but 204 and
- * 304, a Content-Length, not the answer to a HEAD request.  0: left to the
- * parser (at a message start, as the fast path leaves it).  Else the head's
- * length; the body is h->tx_left bytes (the response is complete when they
- * have gone out).
+ * fast_headers): "HTTP/1.1 DDD reason" with a status of 200-599 and either
+ * a Content-Length (not a 204 or 304, not the answer to a HEAD request),
+ * or none with a 204 or 304: those end with their head whatever the
+ * request, as http_parser ends them (http_message_needs_eof; after a 204
+ * or 304 with a Content-Length it reads a body but for HEAD: the parser's
+ * too).  1xx are the parser's.  0: left to the parser (at a message start,
+ * as the fast path leaves it).  Else the head's length; the body is
+ * h->tx_left bytes (the response is complete when they have gone out).
  */
 static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
 {
@@ -1215,18 +1219,20 @@ static size_t tx_fast_head(struct http_fd *h, const char *buf, size_t n)
         buf[11] > '9')
         return 0;
     status = (unsigned)((buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0'));
-    if (status == 204 || status == 304)
-        return 0;
     /* the reason phrase: printable ASCII and tabs up to the first CR LF */
     eol = fast_value_end(buf + 13, end);
     if (eol == NULL)
         return 0;
     p = fast_headers(eol + 1, end, 0, &fh);
-    if (p == NULL || !fh.have_cl)
+    if (p == NULL)
         return 0;
-    /* The response to HEAD has no body whatever its headers say. */
-    if (q_head_is_head(h))
+    if (status == 204 || status == 304) {
+        if (fh.have_cl)
+            return 0;
+    } else if (!fh.have_cl || q_head_is_head(h)) {
+        /* (the response to HEAD has no body whatever its headers say) */
         return 0;
+    }
     h->tx_status = (uint16_t)status;
     h->tx_left = fh.cl;
     if (fh.cl == 0) {

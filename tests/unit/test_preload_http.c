@@ -660,6 +660,114 @@ Test(preload_http, fast_chunked_and_bodyless_responses)
     fcheck("chunked/204/304/HEAD", s, 5, 5, 5);
 }
 
+/*
+ * 204 and 304 without Content-Length or Transfer-Encoding end with their
+ * head, whatever the request (http_parser's http_message_needs_eof): the
+ * fast path frames them.  With a Content-Length http_parser reads a body
+ * (but not after HEAD), with Transfer-Encoding chunks: those stay with it.
+ */
+#define HEADT "HEAD /h HTTP/1.1\r\nHost: h\r\n@T\r\n"
+#define DELT "DELETE /v2/queues/q HTTP/1.1\r\nHost: h\r\n@T\r\n"
+#define R204 "HTTP/1.1 204 No Content\r\nDate: d\r\n\r\n"
+#define R304 "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"
+
+Test(preload_http, fast_204_304_keep_alive)
+{
+    static const struct fstep s[] = {
+        {'R', GETT},
+        {'W', R200(5) "hello"},
+        {'R', DELT},
+        {'W', R204},
+        {'R', GETT},
+        {'W', R304},
+        {'R', "PUT /v2/queues/q HTTP/1.1\r\nHost: h\r\n@TContent-Length: 0\r\n\r\n"},
+        {'W', "HTTP/1.1 204 \r\n\r\n"},
+        {'R', HEADT},
+        {'W', R204},
+        {'R', HEADT},
+        {'W', R304},
+        {'R', HEADT},
+        {'W', R200(7)}, /* HEAD: no body (the parser) */
+        {'R', GETT},
+        {'W', R200(2) "ok"},
+        {0, NULL}};
+    fcheck("204/304 keep-alive", s, 8, 8, 8);
+}
+
+Test(preload_http, fast_204_304_with_length_or_chunked)
+{
+    static const struct fstep s[] = {
+        {'R', DELT},
+        {'W', "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"},
+        {'R', GETT},
+        {'W', "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello"}, /* a body */
+        {'R', HEADT},
+        {'W', "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n"}, /* none */
+        {'R', GETT},
+        {'W', "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n"},
+        {'W', "2\r\nab\r\n0\r\n\r\n"},
+        {'R', HEADT},
+        {'W', "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"},
+        {'R', GETT},
+        {'W', R204},
+        {'R', GETT},
+        {'W', "HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n"},
+        {'W', "xy" R204}, /* the 304's body, then a 204 to no request */
+        {0, NULL}};
+    fcheck("204/304 with length or chunked", s, 7, 7, 8);
+}
+
+Test(preload_http, fast_204_304_pipelined_and_odd)
+{
+    static const struct fstep piped[] = {
+        {'R', GETT DELT HEADT GETT "PUT /q HTTP/1.1\r\nHost: h\r\n\r\n" GETT},
+        {'W', R200(2) "ok" R204 R304},
+        {'W', R304 R204 R200(3) "abc"},
+        {0, NULL}};
+    static const struct fstep odd[] = {
+        {'R', "PUT /up HTTP/1.1\r\n@TExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"},
+        {'W', "HTTP/1.1 100 Continue\r\n\r\n"},
+        {'R', "abc"},
+        {'W', R204},
+        {'R', DELT},
+        {'W', "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"},
+        {'R', GETT},
+        {'W', R204}, /* after "close" */
+        {0, NULL}};
+    static const struct fstep nolen[] = {
+        {'R', GETT},
+        {'W', "HTTP/1.1 304 Not Modified\r\n\r\n"},
+        {'R', GETT},
+        {'W', "HTTP/1.1 205 Reset Content\r\n\r\n"}, /* no length: until the end */
+        {'R', GETT},
+        {'W', R204},
+        {'S', ""},
+        {0, NULL}};
+    static const struct fstep http10[] = {
+        {'R', GETT},
+        {'W', "HTTP/1.0 204 No Content\r\n\r\n"},
+        {'R', GETT},
+        {'W', R204},
+        {0, NULL}};
+    static const struct fstep trailing[] = {
+        {'R', DELT GETT},
+        {'W', R204 "xyz"}, /* bytes after a 204: not a response */
+        {'W', R200(0)},
+        {0, NULL}};
+    fcheck("204/304 pipelined", piped, 6, 5, 6);
+    static const struct fstep s101[] = {/* 1xx: the parser's (101 ends both sides) */
+        {'R', GETT},
+        {'W', "HTTP/1.1 101 Switching Protocols\r\n\r\n"},
+        {'R', GETT},
+        {'W', R204},
+        {0, NULL}};
+    fcheck("204/304 odd", odd, 3, 3, 3);
+    fcheck("bare 101", s101, 1, 1, 1);
+    fcheck("no length", nolen, 3, 3, 2);
+    fcheck("http/1.0 204", http10, 2, 2, 2);
+    fcheck("bytes after 204", trailing, 2, 2, 1);
+}
+
 Test(preload_http, fast_interim_and_close_responses)
 {
     static const struct fstep s[] = {
@@ -1175,6 +1283,62 @@ Test(preload_http, fast_common_heads_skip_the_parser)
     cr_assert_eq(b.responses - a.responses, want);
     cr_assert_eq(b.parsed - a.parsed, 0, "%lu hand-overs to the parser",
                  (unsigned long)(b.parsed - a.parsed));
+}
+
+/* zaqard's 204 (DELETE, PUT of an existing queue) and 304 responses
+ * without Content-Length, to GET, HEAD and the rest, pipelined too: framed
+ * without the parser; with a Content-Length they are handed to it. */
+Test(preload_http, fast_204_304_skip_the_parser)
+{
+    static const char *const rq[] = {
+        "DELETE /v2/queues/q HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUser-Agent: curl/7.88.1\r\n"
+        "Accept: */*\r\nClient-ID: c\r\nX-Project-ID: p\r\n\r\n",
+        "PUT /v2/queues/q HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        "GET /g HTTP/1.1\r\nIf-None-Match: \"e\"\r\n\r\n",
+        "HEAD /g HTTP/1.1\r\n\r\n",
+        "HEAD /g HTTP/1.1\r\n\r\n",
+    };
+    static const char *const rs[] = {
+        "HTTP/1.1 204 No Content\r\nDate: Wed, 25 Nov 2026 07:04:19 GMT\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n",
+    };
+    static const char piped_rq[] = "DELETE /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+                                   "HEAD /c HTTP/1.1\r\n\r\nGET /d HTTP/1.1\r\n\r\n";
+    static const char piped_rs[] = R204 R304 R204 R200(2) "ok";
+    static const char withcl[] = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    struct ldprof_http_stats a, b;
+    unsigned want = 0;
+
+    ldprof_http_stats(&a);
+    ldprof_http_on_accept(FD);
+    for (int i = 0; i < 3; i++)
+        for (size_t k = 0; k < sizeof(rq) / sizeof(rq[0]); k++) {
+            ldprof_http_on_recv(FD, rq[k], strlen(rq[k]));
+            ldprof_http_on_send(FD, rs[k], strlen(rs[k]));
+            want++;
+        }
+    ldprof_http_on_recv(FD, piped_rq, sizeof(piped_rq) - 1);
+    ldprof_http_on_send(FD, piped_rs, sizeof(piped_rs) - 1);
+    want += 4;
+    ldprof_http_stats(&b);
+    cr_assert_eq(b.parsed - a.parsed, 0, "%lu hand-overs to the parser",
+                 (unsigned long)(b.parsed - a.parsed));
+    /* with a Content-Length (even 0): the parser, each time */
+    for (int i = 0; i < 2; i++) {
+        ldprof_http_on_recv(FD, rq[0], strlen(rq[0]));
+        ldprof_http_on_send(FD, withcl, sizeof(withcl) - 1);
+        want++;
+    }
+    cr_assert(ldprof_http_tracked(FD));
+    ldprof_http_on_close(FD);
+    ldprof_http_stats(&b);
+    cr_assert_eq(b.requests - a.requests, want);
+    cr_assert_eq(b.responses - a.responses, want);
+    cr_assert_eq(b.desync - a.desync, 0);
+    cr_assert_eq(b.parsed - a.parsed, 2);
 }
 
 /* Trace headers in every form the fast path takes or leaves to the parser. */
